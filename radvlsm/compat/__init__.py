@@ -1,0 +1,1 @@
+"""Environment compatibility shims (import-light: loaded at interpreter start-up)."""

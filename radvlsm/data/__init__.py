@@ -1,0 +1,1 @@
+"""Data layer: dataset readers, splits, transforms, clinical text and the synthetic phantom."""
