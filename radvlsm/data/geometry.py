@@ -67,11 +67,11 @@ class LongestSideGeometry:
         return out
 
     def mask_to_model(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Nearest-neighbour resize and pad of a ``(H, W)`` or ``(C, H, W)`` mask to ``(C, size, size)``."""
+        """Pixel-centre nearest resize and pad of a ``(H, W)`` or ``(C, H, W)`` mask to ``(C, size, size)``."""
         t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).float()
         if t.ndim == 2:
             t = t[None]
-        resized = F.interpolate(t[None], size=self.resized_size, mode="nearest")[0]
+        resized = F.interpolate(t[None], size=self.resized_size, mode="nearest-exact")[0]
         out = resized.new_zeros((t.shape[0], self.size, self.size))
         out[:, : self.resized_size[0], : self.resized_size[1]] = resized
         return out
@@ -81,7 +81,8 @@ class LongestSideGeometry:
 
         Args:
             frame: ``(..., size, size)`` map (mask probabilities, logits or a response map).
-            mode: interpolation mode (``bilinear`` for soft maps, ``nearest`` for labels).
+            mode: interpolation mode (``bilinear`` for soft maps, ``nearest`` for labels; nearest uses pixel
+                centres, ``nearest-exact``, so a mask survives the round trip without a one-pixel shift).
 
         Returns:
             ``(..., H, W)`` tensor.
@@ -89,6 +90,7 @@ class LongestSideGeometry:
         lead = frame.shape[:-2]
         h, w = self.resized_size
         crop = frame[..., :h, :w].reshape(-1, 1, h, w).float()
+        mode = "nearest-exact" if mode == "nearest" else mode
         kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
         out = F.interpolate(crop, size=self.original_size, mode=mode, **kwargs)
         return out.reshape(*lead, *self.original_size)

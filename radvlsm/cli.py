@@ -1,0 +1,125 @@
+"""``radvlsm`` command line: dataset report, phantom data, prediction and evaluation.
+
+Bad input ends with one clear line on stderr and exit status 2, never a bare stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from radvlsm.errors import RadVLSMInputError
+
+logger = logging.getLogger("radvlsm.cli")
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us"
+
+
+def _load_model(args: argparse.Namespace):
+    from radvlsm.models.build import build_radvlsm, load_trained_weights
+
+    model = build_radvlsm(variant=args.variant)
+    weights = Path(args.weights) if args.weights else DEFAULT_BUNDLE / "models" / "model.pt"
+    if weights.is_file():
+        load_trained_weights(model, weights)
+        logger.info("loaded %s", weights)
+    else:
+        logger.warning("no trained weights at %s: using the pretrained backbones with untrained heads", weights)
+    return model.eval()
+
+
+def cmd_data_report(args: argparse.Namespace) -> int:
+    """Load a dataset folder and report its class counts and any skipped items."""
+    from radvlsm.data.datalist import load_dataset
+
+    report = load_dataset(args.dataset_dir, validate=not args.no_validate)
+    print(json.dumps({"root": report.root, "layout": report.layout, "n_images": len(report.items),
+                      "class_counts": report.class_counts(), "n_skipped": len(report.skipped),
+                      "skipped": report.skipped[:50]}, indent=2))  # fmt: skip
+    return 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    """Write the synthetic phantom dataset."""
+    from radvlsm.data.phantom import ensure_phantom_dataset
+
+    print(ensure_phantom_dataset(args.out, n_images=args.n_images, seed=args.seed))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Segment and diagnose one image (automatic, or with --box / --point prompts)."""
+    from PIL import Image
+
+    from radvlsm.engine.evaluation import read_gray
+
+    model = _load_model(args)
+    points = [list(map(float, p.split(","))) for p in args.point] if args.point else None
+    box = list(map(float, args.box.split(","))) if args.box else None
+    result = model.predict(read_gray(args.image), points=points, box=box)
+    out = Path(args.output or Path(args.image).with_suffix("").name + "_mask.png")
+    Image.fromarray(result.mask * 255).save(out)
+    print(json.dumps({"mask": str(out), **result.summary()}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate on every image of a dataset folder (external validation)."""
+    from radvlsm.data.datalist import load_dataset
+    from radvlsm.engine.evaluation import evaluate
+
+    model = _load_model(args)
+    report = load_dataset(args.dataset_dir)
+    summary = evaluate(model, report.items, args.output_dir, n_overlays=args.n_overlays)
+    print(json.dumps({k: v for k, v in summary.items() if k != "by_scanner"}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radvlsm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data-report", help=cmd_data_report.__doc__)
+    p.add_argument("dataset_dir", help="BUS-BRA or BUSI folder, or a datalist JSON")
+    p.add_argument("--no-validate", action="store_true", help="skip the per-image pixel checks")
+    p.set_defaults(func=cmd_data_report)
+
+    p = sub.add_parser("phantom", help=cmd_phantom.__doc__)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-images", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_phantom)
+
+    for name, func in (("predict", cmd_predict), ("evaluate", cmd_evaluate)):
+        p = sub.add_parser(name, help=func.__doc__)
+        p.add_argument("--weights", help="model.pt (default: the bundle's models/model.pt)")
+        p.add_argument("--variant", default="litemedsam", choices=["litemedsam", "tiny"])
+        p.set_defaults(func=func)
+        if name == "predict":
+            p.add_argument("image")
+            p.add_argument("--box", help="x1,y1,x2,y2 in pixels")
+            p.add_argument("--point", action="append", help="x,y foreground click (repeatable)")
+            p.add_argument("--output", help="mask PNG path")
+        else:
+            p.add_argument("dataset_dir")
+            p.add_argument("--output-dir", default="eval")
+            p.add_argument("--n-overlays", type=int, default=8)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except RadVLSMInputError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""MONAI dictionary transforms for 2D breast ultrasound: load, one channel, [0, 1], longest side + pad, box.
+
+Pipeline of :func:`get_transforms` (keys ``image`` and, except in ``infer`` mode, ``label``):
+
+1. ``LoadImaged`` with PIL (PNG/JPEG/BMP), pydicom (DICOM), nibabel (NIfTI) and ITK (others). Every MONAI
+   reader returns spatial axes x-first (``(W, H)``; PIL's ``reverse_indexing=True``), so :class:`To2DGrayd`
+   swaps them back: rows are the image height from there on.
+2. :class:`To2DGrayd`: ``(1, H, W)`` float32, RGB/RGBA -> luminance, 3D volumes and NaN -> error naming the file.
+3. ``ScaleIntensityd`` min-max to [0, 1] (a constant image becomes zeros); label ``> 0.5`` -> {0, 1}.
+4. :class:`LongestSidePadd`: longest side to ``image_size`` (area interpolation) and zero padding bottom/right
+   (:class:`radvlsm.data.geometry.LongestSideGeometry`); records ``original_size`` ``(H, W)`` for
+   :func:`invert_to_original`. The image is min-max scaled once more afterwards (LiteMedSAM normalises
+   the resized image), so its maximum is exactly 1.
+5. ``train`` only: left-right flip, small affine, gamma/contrast, speckle noise (image and label together).
+6. :class:`MaskToBoxd`: ``box`` = lesion box ``x1, y1, x2, y2`` in the model frame (whole frame when empty).
+7. Collation-safe metadata: None ``birads`` -> -1, None ``histology``/``device`` -> ``""``; ``bbox`` dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
+from monai.transforms import (
+    AsDiscreted,
+    Compose,
+    DeleteItemsd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    RandAdjustContrastd,
+    RandAffined,
+    RandFlipd,
+    RandomizableTransform,
+    RandScaleIntensityFixedMeand,
+    ScaleIntensityd,
+    ScaleIntensityRanged,
+    Transform,
+)
+from PIL import Image
+
+from radvlsm.data.geometry import LongestSideGeometry
+from radvlsm.errors import RadVLSMInputError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("train", "eval", "infer")
+# RGB -> luminance weights (ITU-R 601-2, as PIL's convert("L")).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def pil_to_intensity(img: Image.Image) -> Image.Image:
+    """PIL converter: palette, 1-bit, LA, CMYK and YCbCr images to ``L``/``RGB``/``RGBA`` pixel intensities."""
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+    if img.mode in ("1", "LA"):
+        return img.convert("L")
+    if img.mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+        return img.convert("RGB")
+    return img
+
+
+def _source(img: Any, key: Hashable) -> str:
+    """The file an image came from (MetaTensor metadata), else the key name."""
+    if isinstance(img, MetaTensor):
+        return str(img.meta.get("filename_or_obj", key))
+    return str(key)
+
+
+class To2DGrayd(MapTransform):
+    """Loaded ``(C, X, Y[, 1...])`` arrays (x-first) to ``(1, H, W)`` float32 tensors.
+
+    RGB/RGBA/LA channels become one (luminance; alpha ignored); trailing singleton dimensions are dropped;
+    anything else beyond two spatial dimensions is rejected. The source file is kept under
+    ``{key}_path`` (the spatial metadata no longer applies once resized).
+
+    Args:
+        keys: keys to convert.
+        check_finite_keys: keys whose values must be finite (images; NaN/inf -> error naming the file).
+        allow_missing_keys: skip absent keys.
+
+    Raises:
+        RadVLSMInputError: 3D volume or time series, unsupported channel count, NaN/inf values.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, check_finite_keys: Sequence[str] = ("image",), allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.check_finite_keys = tuple(check_finite_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            source = _source(img, key)
+            t = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(np.asarray(img))
+            t = t.float()
+            while t.ndim > 3 and t.shape[-1] == 1:
+                t = t[..., 0]
+            if t.ndim != 3:
+                raise RadVLSMInputError(
+                    f"has shape {tuple(t.shape[1:])} (a 3D volume or time series); a 2D image is expected", source
+                )
+            channels = t.shape[0]
+            if channels in (3, 4):
+                t = sum(w * t[c] for c, w in enumerate(_LUMA))[None]
+            elif channels == 2:
+                t = t[:1]
+            elif channels != 1:
+                raise RadVLSMInputError(f"has {channels} channels; expected grayscale, RGB or RGBA", source)
+            if key in self.check_finite_keys and not torch.isfinite(t).all():
+                raise RadVLSMInputError("contains NaN or infinite pixel values", source)
+            d[key] = t.transpose(-1, -2).contiguous()
+            d[f"{key}_path"] = source
+        return d
+
+
+class LongestSidePad(Transform):
+    """Array form: ``(C, H, W)`` -> ``(C, size, size)``, longest side to ``size`` then zero padding.
+
+    Args:
+        size: side of the square model frame.
+        mode: ``"area"`` for images (area when shrinking, bilinear when enlarging) or ``"nearest"`` for masks.
+    """
+
+    def __init__(self, size: int = 256, mode: str = "area") -> None:
+        if mode not in ("area", "nearest"):
+            raise RadVLSMInputError(f"mode must be 'area' or 'nearest', got {mode!r}", "mode")
+        self.size = int(size)
+        self.mode = mode
+
+    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Resize and pad ``(C, H, W)`` (or ``(H, W)``) to ``(C, size, size)``."""
+        arr = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(np.asarray(img))
+        geometry = LongestSideGeometry(tuple(int(s) for s in arr.shape[-2:]), self.size)
+        return geometry.image_to_model(arr) if self.mode == "area" else geometry.mask_to_model(arr)
+
+    def inverse(self, frame: torch.Tensor, original_size: Sequence[int], mode: str = "nearest") -> torch.Tensor:
+        """``(..., size, size)`` -> ``(..., H, W)``; see :func:`invert_to_original`."""
+        return invert_to_original(frame, original_size, mode)
+
+
+def invert_to_original(
+    frame: torch.Tensor, original_size: Sequence[int] | torch.Tensor, mode: str = "nearest"
+) -> torch.Tensor:
+    """Map a model-frame map back onto the original image (crop the padding, resize).
+
+    Args:
+        frame: ``(..., S, S)`` mask, probabilities or logits in the model frame.
+        original_size: ``(H, W)`` of the original image (the ``original_size`` transform output).
+        mode: ``"nearest"`` for labels, ``"bilinear"`` for soft maps.
+
+    Returns:
+        ``(..., H, W)`` tensor.
+    """
+    h, w = (int(s) for s in torch.as_tensor(original_size).reshape(-1)[:2].tolist())
+    frame = torch.as_tensor(frame)
+    if frame.shape[-1] != frame.shape[-2]:
+        raise RadVLSMInputError(f"model-frame map must be square, got {tuple(frame.shape[-2:])}", "frame")
+    return LongestSideGeometry((h, w), int(frame.shape[-1])).model_to_original(frame, mode=mode)
+
+
+class LongestSidePadd(MapTransform):
+    """Dict form of :class:`LongestSidePad`; records ``original_size`` ``(H, W)`` of ``ref_key``.
+
+    Args:
+        keys: keys to resize (images and masks).
+        size: side of the square model frame.
+        mode: one mode per key (``"area"`` images, ``"nearest"`` masks) or one for all.
+        ref_key: key whose size is recorded; every other key must have the same size.
+        original_size_key: where ``(H, W)`` goes (int64 tensor ``(2,)``).
+        allow_missing_keys: skip absent keys (e.g. no label).
+
+    Raises:
+        RadVLSMInputError: a key of another size than ``ref_key`` (names the file).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        size: int = 256,
+        mode: str | Sequence[str] = ("area", "nearest"),
+        ref_key: str = "image",
+        original_size_key: str = "original_size",
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
+        if len(modes) != len(self.keys):
+            raise RadVLSMInputError(f"{len(modes)} modes for {len(self.keys)} keys", "mode")
+        self.pads = {k: LongestSidePad(size, m) for k, m in zip(self.keys, modes, strict=True)}
+        self.ref_key = ref_key
+        self.original_size_key = original_size_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        ref = tuple(int(s) for s in d[self.ref_key].shape[-2:])
+        for key in self.key_iterator(d):
+            shape = tuple(int(s) for s in d[key].shape[-2:])
+            if shape != ref:
+                source = d.get(f"{key}_path", key)
+                raise RadVLSMInputError(f"is {shape[0]}x{shape[1]} (HxW) but the image is {ref[0]}x{ref[1]}", source)
+            d[key] = self.pads[key](d[key])
+        d[self.original_size_key] = torch.tensor(ref, dtype=torch.int64)
+        return d
+
+
+def mask_to_box(mask: torch.Tensor | None, size: int) -> torch.Tensor:
+    """Box of the foreground of a ``(1, S, S)`` mask, ``x1, y1, x2, y2`` (exclusive end), float32 ``(4,)``.
+
+    The whole frame ``[0, 0, S, S]`` when the mask is absent or empty.
+    """
+    if mask is not None:
+        m = mask.as_tensor() if isinstance(mask, MetaTensor) else torch.as_tensor(mask)
+        ys, xs = torch.nonzero(m.reshape(m.shape[-2:]) > 0.5, as_tuple=True)
+        if ys.numel():
+            return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).to(torch.float32)
+    return torch.tensor([0.0, 0.0, float(size), float(size)])
+
+
+class MaskToBoxd(MapTransform):
+    """Add ``box_key``: the lesion box of ``keys[0]`` (a mask) in the model frame, see :func:`mask_to_box`.
+
+    Args:
+        keys: the mask key (may be absent: whole-frame box).
+        box_key: output key.
+        ref_key: image key giving the frame size.
+    """
+
+    def __init__(self, keys: KeysCollection = "label", box_key: str = "box", ref_key: str = "image") -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.box_key = box_key
+        self.ref_key = ref_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        d[self.box_key] = mask_to_box(d.get(self.keys[0]), int(d[self.ref_key].shape[-1]))
+        return d
+
+
+class FillNoned(MapTransform):
+    """Replace None (or absent) metadata by collatable placeholders.
+
+    Args:
+        defaults: key -> placeholder (e.g. ``{"birads": -1, "histology": ""}``).
+    """
+
+    def __init__(self, defaults: Mapping[str, Any]) -> None:
+        super().__init__(list(defaults), allow_missing_keys=True)
+        self.defaults = dict(defaults)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, value in self.defaults.items():
+            if d.get(key) is None:
+                d[key] = value
+        return d
+
+
+class RandSpeckleNoised(RandomizableTransform, MapTransform):
+    """Multiplicative (speckle-like) Gaussian noise ``x * (1 + std * n)``, clipped to [0, 1].
+
+    Args:
+        keys: image keys.
+        prob: probability of applying it.
+        std: noise standard deviation (relative to the pixel value).
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.1, std: float = 0.1) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        self.std = float(std)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = torch.as_tensor(d[key])
+            noise = torch.as_tensor(self.R.standard_normal(tuple(img.shape)), dtype=img.dtype)
+            d[key] = (img * (1.0 + self.std * noise)).clamp(0.0, 1.0)
+        return d
+
+
+class UltrasoundCompose(Compose):
+    """``Compose`` that re-raises a :class:`RadVLSMInputError` from a step as itself.
+
+    MONAI wraps every failing step in ``RuntimeError("applying transform ...")``; the user needs the
+    message naming the file, so that error is unwrapped (other errors keep MONAI's wrapping).
+    """
+
+    def __call__(self, input_: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(input_, *args, **kwargs)
+        except RuntimeError as err:
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, RadVLSMInputError):
+                cause = cause.__cause__
+            if cause is None:
+                raise
+            raise cause from None
+
+
+def _loader(keys: list[str]) -> LoadImaged:
+    """``LoadImaged`` choosing the reader by file suffix; PIL, pydicom and nibabel are tried before ITK."""
+    loader = LoadImaged(keys, image_only=True)
+    for reader in (PydicomReader(), NibabelReader(), PILReader(converter=pil_to_intensity)):
+        loader.register(reader)
+    return loader
+
+
+def _augmentations(keys: list[str]) -> list[Transform]:
+    modes = ["bilinear", "nearest"][: len(keys)]
+    return [
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandAffined(
+            keys,
+            prob=0.5,
+            rotate_range=math.pi / 18,
+            scale_range=(0.1, 0.1),
+            translate_range=(10, 10),
+            mode=modes,
+            padding_mode="zeros",
+        ),
+        RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+        RandScaleIntensityFixedMeand("image", prob=0.3, factors=0.2),
+        RandSpeckleNoised("image", prob=0.3, std=0.15),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
+        AsDiscreted("label", threshold=0.5, allow_missing_keys=True),
+    ]
+
+
+def get_transforms(mode: str, image_size: int = 256, augment: bool | None = None) -> UltrasoundCompose:
+    """The dictionary pipeline for one mode.
+
+    Args:
+        mode: ``"train"`` (image + label, augmentation on by default), ``"eval"`` (image + label) or
+            ``"infer"`` (image only; a ``label`` entry is dropped).
+        image_size: side ``S`` of the square model frame.
+        augment: force augmentation on/off (default: only for ``"train"``).
+
+    Returns:
+        :class:`UltrasoundCompose` mapping an item dict (``image``/``label`` paths plus metadata) to
+        ``image`` ``(1, S, S)`` float32 in [0, 1], ``label`` ``(1, S, S)`` float32 {0, 1} (not in ``infer``),
+        ``box`` ``(4,)`` float32 ``x1, y1, x2, y2``, ``original_size`` ``(2,)`` int64 ``(H, W)``, ``image_path``
+        str, and the item's other keys (``diagnosis``, ``text``, ``id``, ``case``, ...) with None replaced.
+    """
+    if mode not in MODES:
+        raise RadVLSMInputError(f"unknown mode {mode!r}; expected one of {MODES}", "mode")
+    if int(image_size) < 8:
+        raise RadVLSMInputError(f"image_size must be at least 8, got {image_size}", "image_size")
+    augment = (mode == "train") if augment is None else bool(augment)
+    keys = ["image"] if mode == "infer" else ["image", "label"]
+    steps: list[Transform] = []
+    if mode == "infer":
+        steps.append(DeleteItemsd(["label"]))
+    steps += [
+        _loader(keys),
+        EnsureChannelFirstd(keys),
+        To2DGrayd(keys),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),
+        AsDiscreted("label", threshold=0.5, allow_missing_keys=True),
+        LongestSidePadd(keys, size=image_size, mode=["area", "nearest"][: len(keys)]),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),  # LiteMedSAM normalises the resized image
+    ]
+    if augment:
+        steps += _augmentations(keys)
+    steps += [
+        MaskToBoxd("label", box_key="box", ref_key="image"),
+        FillNoned({"birads": -1, "histology": "", "device": ""}),
+        DeleteItemsd(["bbox"]),
+        EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+    ]
+    return UltrasoundCompose(steps)

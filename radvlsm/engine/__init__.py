@@ -1,0 +1,1 @@
+"""Training and evaluation machinery: losses, metrics, embedding cache, training stages."""

@@ -1,0 +1,145 @@
+"""Functions the bundle's JSON configs call: data preparation, checkpointing, the fusion stage, saving.
+
+The JSON chooses and sizes everything; these functions only do the work, logging what they do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from radvlsm.data.datalist import load_dataset
+from radvlsm.data.phantom import ensure_phantom_dataset
+from radvlsm.data.records import DatasetReport
+from radvlsm.data.splits import all_split, read_split, split_by_case, write_split
+from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.build import trained_state_dict
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_dataset(dataset_dir: str, phantom_images: int = 60, seed: int = 0, validate: bool = True) -> DatasetReport:
+    """Load a dataset folder (BUS-BRA or BUSI layout, or a datalist JSON); make the phantom when asked for it.
+
+    A ``dataset_dir`` whose last part is ``phantom`` and that holds no dataset yet is filled with the
+    built-in synthetic phantom, so the default run works offline.
+
+    Args:
+        dataset_dir: the folder or datalist JSON.
+        phantom_images: phantom size when it is generated.
+        seed: phantom seed.
+        validate: check every image and mask (skipped items are counted and reported).
+    """
+    path = Path(dataset_dir).expanduser()
+    if path.name == "phantom" and not (path / "bus_data.csv").is_file():
+        logger.info("no dataset at %s: generating the built-in phantom (%d images)", path, phantom_images)
+        ensure_phantom_dataset(path, n_images=phantom_images, seed=seed)
+    if not path.exists():
+        raise RadVLSMInputError("dataset folder not found (pass --dataset_dir DIR)", str(path))
+    report = load_dataset(path, validate=validate)
+    logger.info("dataset %s: %s", path, report.summary())
+    if not report.items:
+        raise RadVLSMInputError("no usable images in the dataset", str(path))
+    return report
+
+
+def prepare_splits(
+    report: DatasetReport,
+    split: str = "train",
+    split_file: str | None = None,
+    output_dir: str | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+) -> dict[str, list[dict]]:
+    """Training/validation/test items, patient-grouped; or every image for external validation.
+
+    Args:
+        report: the loaded dataset.
+        split: ``all`` (every image, no split applied: keys ``all`` and ``test``) or any of ``train``,
+            ``training``, ``validation``, ``test`` (the patient split: ``split_file`` when it exists, else
+            split by patient and write the split to ``output_dir/split.json``).
+        split_file: a split JSON of image IDs (the bundle ships the BUS-BRA development split).
+        output_dir: where a newly made split is written.
+        seed: split seed.
+        fractions: training, validation, test fractions of patients.
+    """
+    if split == "all":
+        items = all_split(report)["all"]
+        return {"all": items, "test": items}
+    if split not in ("train", "training", "validation", "test"):
+        raise RadVLSMInputError(f"unknown split {split!r}; expected all, training, validation or test", "split")
+    if split_file and Path(split_file).is_file():
+        splits = read_split(split_file, report)
+        logger.info("split from %s", split_file)
+    else:
+        splits = split_by_case(report.items, fractions=tuple(fractions), seed=seed)
+        if output_dir:
+            target = Path(output_dir) / "split.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_split(target, splits, dataset_name=Path(report.root).name, seed=seed)
+            logger.info("patient-grouped split written to %s", target)
+    logger.info("split sizes: %s", {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True):
+    """Save the stage's model, optimiser and progress every epoch; resume from that file when it exists.
+
+    Returns:
+        the trainer (for chaining in JSON).
+    """
+    folder = Path(ckpt_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_dict = {"model": trainer.network, "optimizer": trainer.optimizer, "trainer": trainer}
+    name = f"checkpoint_{stage}"
+    CheckpointSaver(str(folder), save_dict, file_prefix=name, save_interval=1, n_saved=1, epoch_level=True).attach(
+        trainer
+    )
+    existing = sorted(folder.glob(f"{name}_checkpoint_epoch=*.pt"))
+    if resume and existing:
+        logger.info("resuming stage %s from %s", stage, existing[-1])
+        CheckpointLoader(str(existing[-1]), save_dict, map_location="cpu", strict=False).attach(trainer)
+    return trainer
+
+
+def run_fusion_stage(
+    model, items: list[dict], cache: EmbeddingCache | None, device, epochs: int = 200, lr: float = 1e-3, seed: int = 0
+) -> dict[str, float]:
+    """Stage 3: radiomics of predicted training masks, standardiser fit, fusion head training."""
+    if model.fusion is None:
+        logger.info("radiomics fusion is off; skipping the fusion stage")
+        return {}
+    loader = make_loader(items, "eval", batch_size=4, image_size=model.image_size)
+    inputs = collect_fusion_inputs(model, loader, cache, device)
+    return fit_fusion(model, inputs, epochs=epochs, lr=lr, seed=seed)
+
+
+def save_model(model, path: str, metrics: dict | None = None) -> str:
+    """Write the shippable weights atomically (``path.tmp`` then rename), with a JSON of the metrics beside it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    torch.save(trained_state_dict(model), tmp)
+    tmp.replace(target)
+    if metrics is not None:
+        target.with_suffix(".json").write_text(json.dumps(metrics, indent=2, default=float))
+    logger.info("model weights saved to %s (%.1f MB)", target, target.stat().st_size / 1e6)
+    return str(target)
+
+
+def load_best(model, path: str):
+    """Load the best validation checkpoint of the segment stage (kept by MONAI's CheckpointSaver) when present."""
+    target = Path(path)
+    if not target.is_file():
+        logger.warning("no best checkpoint at %s; keeping the last weights", target)
+        return model
+    state = torch.load(target, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    logger.info("loaded the best validation weights from %s", target)
+    return model

@@ -1,0 +1,68 @@
+"""Batch inference over a folder or datalist of images: masks at each image's size plus a JSON per image."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from radvlsm.engine.evaluation import read_gray
+from radvlsm.errors import RadVLSMInputError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Image files of a folder (sorted), or the ``image`` entries of a datalist JSON."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.suffix.lower() == ".json" and path.is_file():
+        data = json.loads(path.read_text())
+        entries = data if isinstance(data, list) else next(iter(v for v in data.values() if isinstance(v, list)), [])
+        files = [(path.parent / (e["image"] if isinstance(e, dict) else e)).resolve() for e in entries]
+    else:
+        raise RadVLSMInputError("not a folder of images or a datalist JSON", str(path))
+    if not files:
+        raise RadVLSMInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found", str(path))
+    return files
+
+
+def predict_images(model, source: str | Path, output_dir: str | Path) -> dict:
+    """Run the automatic pipeline on every image and write ``<stem>_mask.png`` and ``<stem>.json``.
+
+    Unreadable images are skipped, counted and listed in ``summary.json``; nothing stops the run.
+
+    Returns:
+        the summary: counts, failures, and each image's diagnosis.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    files = list_images(source)
+    results, failures = {}, {}
+    for i, file in enumerate(files, 1):
+        try:
+            result = model.predict(read_gray(str(file)))
+        except RadVLSMInputError as exc:
+            failures[str(file)] = str(exc)
+            logger.warning("skipped %s", exc)
+            continue
+        Image.fromarray((result.mask * 255).astype(np.uint8)).save(out / f"{file.stem}_mask.png")
+        summary = {"image": str(file), **result.summary()}
+        (out / f"{file.stem}.json").write_text(json.dumps(summary, indent=2))
+        results[file.name] = {
+            "diagnosis": summary["diagnosis"],
+            "malignancy_probability": summary["malignancy_probability"],
+        }
+        logger.info(
+            "%d/%d %s: %s (p=%.3f)", i, len(files), file.name, summary["diagnosis"], summary["malignancy_probability"]
+        )
+    report = {"n_images": len(files), "n_done": len(results), "failures": failures, "results": results}
+    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,104 @@
+"""Iteration functions of the training stages and the evaluator, for MONAI's engines.
+
+Each is passed as ``iteration_update`` to :class:`monai.engines.SupervisedTrainer` (or
+:class:`monai.engines.Evaluator`): it reads a batch of transformed dictionaries (``image``, ``label``,
+``diagnosis``, ``text``), gets the image embeddings from an :class:`EmbeddingCache` (the encoder is
+frozen on CPU, so each training image is encoded once, not once per epoch) and returns a dict whose
+``loss`` (trainers) or ``pred``/``label`` (evaluator) MONAI handlers read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.engine.losses import RadVLSMLoss
+from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points, jitter_boxes
+
+
+def _batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = torch.as_tensor(batch["image"]).to(device, torch.float32)
+    labels = (torch.as_tensor(batch["label"]).to(device, torch.float32) > 0.5).float()
+    diagnosis = torch.as_tensor(batch["diagnosis"]).to(device).long().reshape(-1)
+    return images, labels, diagnosis
+
+
+def _embeddings(model, images: torch.Tensor, cache: EmbeddingCache | None, train_encoder: bool) -> torch.Tensor:
+    if train_encoder or cache is None:
+        return model.encode_image(images)
+    return cache.get_or_compute(images, model.image_encoder)
+
+
+class StageIteration:
+    """One optimisation step of a training stage (``align`` or ``segment``).
+
+    Args:
+        stage: ``"align"`` or ``"segment"``.
+        loss: :class:`RadVLSMLoss`.
+        cache: embedding cache (ignored when ``train_encoder``).
+        train_encoder: back-propagate into the image encoder (GPU use; CPU keeps it frozen).
+        box_jitter: maximum truth-box jitter as a fraction of the box size (stage ``segment``).
+        seed: seeds the prompt-sampling generator.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        loss: RadVLSMLoss,
+        cache: EmbeddingCache | None = None,
+        train_encoder: bool = False,
+        box_jitter: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if stage not in ("align", "segment"):
+            raise ValueError(f"unknown training stage {stage!r}; expected 'align' or 'segment'")
+        self.stage = stage
+        self.loss = loss
+        self.cache = cache
+        self.train_encoder = train_encoder
+        self.box_jitter = box_jitter
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, engine, batch: dict) -> dict[str, Any]:
+        model = engine.network
+        model.train()
+        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
+        embeddings = _embeddings(model, images, self.cache, self.train_encoder)
+        engine.optimizer.zero_grad(set_to_none=True)
+        if self.stage == "align":
+            total, terms = self.loss.align(model, embeddings, labels, list(batch["text"]), diagnosis)
+        else:
+            boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
+            points = foreground_points(labels, self.generator)
+            total, terms, _ = self.loss.segment(model, embeddings, labels, diagnosis, boxes, points)
+        total.backward()
+        engine.optimizer.step()
+        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+
+class EvalIteration:
+    """Automatic (prompt-free) prediction for validation: fused mask and malignancy probability.
+
+    Args:
+        cache: embedding cache shared with training (validation images are encoded once too).
+    """
+
+    def __init__(self, cache: EmbeddingCache | None = None) -> None:
+        self.cache = cache
+
+    def __call__(self, engine, batch: dict) -> dict[str, Any]:
+        model = engine.network
+        model.eval()
+        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
+        with torch.no_grad():
+            embeddings = _embeddings(model, images, self.cache, False)
+            out = model(embeddings=embeddings)
+            prob = torch.softmax(out.fused.diag_logits, -1)[:, 1]
+        return {
+            "pred": (out.fused.mask_prob > 0.5).float(),
+            "label": labels,
+            "prob": prob,
+            "diagnosis": diagnosis,
+        }

@@ -1,0 +1,149 @@
+"""Training losses of the two Rad-VLSM stages (and the fusion stage), built from MONAI and the heads' losses.
+
+Stage ``align``: InfoNCE between truth-region embeddings and their clinical text, zero-shot class
+alignment, and supervised lesion focusing. Stage ``segment``: Dice + focal (MONAI) on candidate masks,
+on a jittered truth-box prompt (keeps interactive box/point use sharp) and on the fused mask;
+cross-entropy on candidate and fused diagnosis; IoU regression for the reliability head and SAM's IoU head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceFocalLoss, DiceLoss
+from torch import nn
+
+from radvlsm.models.align import contrastive_loss
+from radvlsm.models.focus import focus_loss
+from radvlsm.models.reliability import mask_iou, reliability_loss
+
+
+@dataclass
+class LossWeights:
+    """Weights of the loss terms; the bundle's ``train.json`` sets them.
+
+    Args:
+        contrastive: InfoNCE region-text alignment (stage align).
+        class_alignment: zero-shot class prompt cross-entropy (stage align).
+        focus: focusing map supervision (stage align).
+        candidate_mask: Dice + focal on the candidates' box masks.
+        prompt_mask: Dice + focal on masks from jittered truth boxes and truth points.
+        fused_mask: Dice + BCE on the MCRA mask.
+        diagnosis: cross-entropy on candidate and fused diagnosis logits.
+        reliability: IoU regression of the reliability head.
+        iou_head: SAM IoU-prediction regression.
+    """
+
+    contrastive: float = 1.0
+    class_alignment: float = 0.5
+    focus: float = 1.0
+    candidate_mask: float = 1.0
+    prompt_mask: float = 1.0
+    fused_mask: float = 1.0
+    diagnosis: float = 0.5
+    reliability: float = 0.5
+    iou_head: float = 0.1
+
+
+def masked_region_embedding(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``(B, E, h, w)`` patch embeddings under ``(B, 1, H, W)`` masks, L2-normalised -> ``(B, E)``.
+
+    An empty mask falls back to the whole image.
+    """
+    weights = F.interpolate(mask.float(), size=patches.shape[-2:], mode="area")
+    empty = weights.flatten(1).sum(1) < 1e-6
+    weights = torch.where(empty[:, None, None, None], torch.ones_like(weights), weights)
+    pooled = (patches * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp(min=1e-6)
+    return F.normalize(pooled, dim=-1)
+
+
+class RadVLSMLoss(nn.Module):
+    """Computes the per-stage losses from model outputs and a batch.
+
+    Args:
+        weights: :class:`LossWeights`.
+    """
+
+    def __init__(self, weights: LossWeights | None = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+        self.dice_focal = DiceFocalLoss(sigmoid=True, reduction="mean")
+        self.dice_prob = DiceLoss(sigmoid=False, reduction="mean")
+
+    def align(self, model, embeddings: torch.Tensor, label: torch.Tensor, texts: list[str], diagnosis: torch.Tensor):
+        """Stage ``align`` losses.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM`.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)``; texts: B clinical descriptions;
+            diagnosis: ``(B,)`` class indices.
+
+        Returns:
+            (total loss, dict of named scalar terms).
+        """
+        w = self.weights
+        patches = model.aligner.project_patches(embeddings)
+        region = masked_region_embedding(patches, label)
+        text = model.text_embedding(list(texts))
+        terms = {"contrastive": contrastive_loss(region, text, model.aligner.logit_scale)}
+        classes = model.text_embedding(model.class_prompts)
+        scale = model.aligner.logit_scale.exp().clamp(max=100)
+        terms["class_alignment"] = F.cross_entropy(scale * region @ classes.t(), diagnosis)
+        terms["focus"] = focus_loss(model.focus(patches, model.lesion_embedding()), label)
+        total = (
+            w.contrastive * terms["contrastive"]
+            + w.class_alignment * terms["class_alignment"]
+            + w.focus * terms["focus"]
+        )
+        return total, terms
+
+    def segment(self, model, embeddings: torch.Tensor, label: torch.Tensor, diagnosis: torch.Tensor, boxes, points):
+        """Stage ``segment`` losses.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM`.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)``; diagnosis: ``(B,)``.
+            boxes: ``(B, 4)`` jittered truth boxes; points: ``(B, 1, 2)`` truth points (model frame).
+
+        Returns:
+            (total loss, dict of named scalar terms, the :class:`RadVLSMOutput`).
+        """
+        w = self.weights
+        out = model(embeddings=embeddings)
+        valid = out.candidates.valid
+        k = valid.shape[1]
+        truth_k = label[:, None].expand(-1, k, -1, -1, -1)
+        flat = out.mask_logits.flatten(0, 1)[valid.flatten()]
+        terms = {"candidate_mask": self.dice_focal(flat, truth_k.flatten(0, 1)[valid.flatten()])}
+        box_logits, box_diag, _, box_iou = model.forward_prompted(embeddings, boxes=boxes)
+        pt_logits, _, _, _ = model.forward_prompted(
+            embeddings, points=points, point_labels=torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
+        )
+        terms["prompt_mask"] = 0.5 * (self.dice_focal(box_logits, label) + self.dice_focal(pt_logits, label))
+        fused = out.fused.mask_prob.clamp(1e-6, 1 - 1e-6)
+        terms["fused_mask"] = self.dice_prob(fused, label) + F.binary_cross_entropy(fused, label)
+        cand_ce = F.cross_entropy(
+            out.candidate_diag_logits.flatten(0, 1), diagnosis.repeat_interleave(k), reduction="none"
+        )
+        terms["diagnosis"] = (
+            (cand_ce * valid.flatten().float()).sum() / valid.sum().clamp(min=1)
+            + F.cross_entropy(out.fused.diag_logits, diagnosis)
+            + F.cross_entropy(box_diag, diagnosis)  # diagnosis from a user's box prompt too
+        )
+        with torch.no_grad():
+            target_iou = mask_iou(torch.sigmoid(out.mask_logits), label)
+            box_target = mask_iou(torch.sigmoid(box_logits)[:, None], label)[:, 0]
+        terms["reliability"] = reliability_loss(out.reliability_logits, target_iou, valid)
+        iou_err = (out.iou_pred - target_iou) ** 2
+        terms["iou_head"] = (iou_err * valid.float()).sum() / valid.sum().clamp(min=1) + F.mse_loss(box_iou, box_target)
+        total = (
+            w.candidate_mask * terms["candidate_mask"]
+            + w.prompt_mask * terms["prompt_mask"]
+            + w.fused_mask * terms["fused_mask"]
+            + w.diagnosis * terms["diagnosis"]
+            + w.reliability * terms["reliability"]
+            + w.iou_head * terms["iou_head"]
+        )
+        return total, terms, out

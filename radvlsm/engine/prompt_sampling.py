@@ -1,0 +1,48 @@
+"""Prompts sampled from truth masks for training (jittered boxes, foreground points)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Tight ``x1, y1, x2, y2`` boxes of ``(B, 1, H, W)`` masks -> ``(B, 4)``; the whole frame when empty."""
+    b, _, h, w = masks.shape
+    out = torch.tensor([0.0, 0.0, float(w), float(h)]).repeat(b, 1)
+    for i in range(b):
+        ys, xs = torch.nonzero(masks[i, 0] > 0.5, as_tuple=True)
+        if ys.numel():
+            out[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    return out.to(masks.device)
+
+
+def jitter_boxes(boxes: torch.Tensor, size: int, fraction: float, generator: torch.Generator | None = None):
+    """Move each box side by up to ``fraction`` of the box's extent, clipped to ``[0, size]``.
+
+    Args:
+        boxes: ``(B, 4)``.
+        size: side of the frame.
+        fraction: maximum shift as a fraction of width/height.
+        generator: for deterministic sampling.
+
+    Returns:
+        ``(B, 4)`` boxes with ``x1 < x2`` and ``y1 < y2``.
+    """
+    wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    noise = (torch.rand(boxes.shape, generator=generator) * 2 - 1).to(boxes.device) * fraction * wh
+    out = (boxes + noise).clamp(0, size)
+    out[:, 2:] = torch.maximum(out[:, 2:], out[:, :2] + 1).clamp(max=size)
+    out[:, :2] = torch.minimum(out[:, :2], out[:, 2:] - 1)
+    return out
+
+
+def foreground_points(masks: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random foreground pixel centre per ``(B, 1, H, W)`` mask -> ``(B, 1, 2)`` x, y (frame centre if empty)."""
+    b, _, h, w = masks.shape
+    out = torch.tensor([[w / 2.0, h / 2.0]]).repeat(b, 1)
+    for i in range(b):
+        ys, xs = torch.nonzero(masks[i, 0] > 0.5, as_tuple=True)
+        if ys.numel():
+            j = int(torch.randint(ys.numel(), (1,), generator=generator))
+            out[i] = torch.stack([xs[j], ys[j]]).float() + 0.5
+    return out[:, None].to(masks.device)

@@ -1,0 +1,221 @@
+"""Training workflow glue: data loaders, per-stage MONAI trainers, the evaluator and the fusion stage.
+
+Stages (the method's order):
+  1. ``align``: semantic alignment (InfoNCE) and lesion focusing; trains the aligner, focus and CoOp context.
+  2. ``segment``: SAM decoder, reliability head, diagnosis head, with candidates generated on the fly.
+  3. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
+     visual-radiomics fusion head.
+The image encoder is frozen unless ``train_encoder`` is set (then its embeddings are not cached).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from monai.data import DataLoader, Dataset
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import ROCAUC, MeanDice, StatsHandler, ValidationHandler, from_engine
+from torch import nn
+
+from radvlsm.data.transforms import get_transforms
+from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.engine.iterations import EvalIteration, StageIteration
+from radvlsm.engine.losses import RadVLSMLoss
+
+logger = logging.getLogger(__name__)
+
+STAGE_MODULES = {
+    "align": ("aligner", "focus", "prompt_learner"),
+    "segment": ("mask_decoder", "reliability_head", "diagnosis_head", "mcra"),
+    "fusion": ("fusion",),
+}
+
+
+def stage_parameters(model: nn.Module, stage: str, train_encoder: bool = False) -> list[nn.Parameter]:
+    """Trainable parameters of a stage; everything else is frozen (``requires_grad`` False).
+
+    Args:
+        model: the :class:`RadVLSM`.
+        stage: ``align``, ``segment`` or ``fusion``.
+        train_encoder: also train the image encoder (``segment`` stage only).
+    """
+    if stage not in STAGE_MODULES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_MODULES)}")
+    names = list(STAGE_MODULES[stage]) + (["image_encoder"] if train_encoder and stage == "segment" else [])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params: list[nn.Parameter] = []
+    for name in names:
+        module = getattr(model, name, None)
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(True)
+                params.append(p)
+    return params
+
+
+def make_loader(
+    items: Sequence[dict],
+    mode: str,
+    batch_size: int = 4,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    image_size: int = 256,
+    seed: int = 0,
+) -> DataLoader:
+    """A MONAI DataLoader over datalist items with the ``train``/``eval`` transforms.
+
+    Training on cached embeddings uses ``eval`` transforms (no image augmentation: the embedding of an
+    augmented image would have to be recomputed every epoch).
+    """
+    dataset = Dataset(list(items), transform=get_transforms(mode, image_size=image_size))
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator)
+
+
+def build_evaluator(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    cache: EmbeddingCache | None = None,
+    handlers: Sequence | None = None,
+) -> SupervisedEvaluator:
+    """Evaluator of the automatic pipeline: key metric ``val_dice``, plus ``val_auc``."""
+    return SupervisedEvaluator(
+        device=torch.device(device),
+        val_data_loader=loader,
+        network=model,
+        iteration_update=EvalIteration(cache),
+        key_val_metric={"val_dice": MeanDice(include_background=True, output_transform=from_engine(["pred", "label"]))},
+        additional_metrics={"val_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))},
+        val_handlers=list(handlers or []),
+        decollate=False,
+    )
+
+
+def build_stage_trainer(
+    stage: str,
+    model: nn.Module,
+    loader: DataLoader,
+    epochs: int,
+    lr: float,
+    loss: RadVLSMLoss | None = None,
+    cache: EmbeddingCache | None = None,
+    device: torch.device | str = "cpu",
+    evaluator: SupervisedEvaluator | None = None,
+    handlers: Sequence | None = None,
+    train_encoder: bool = False,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SupervisedTrainer:
+    """A :class:`SupervisedTrainer` for the ``align`` or ``segment`` stage.
+
+    Args:
+        stage: ``align`` or ``segment``.
+        model: the :class:`RadVLSM` (moved to ``device``).
+        loader: training DataLoader.
+        epochs: epochs of this stage.
+        lr: AdamW learning rate.
+        loss: the loss (default weights when None).
+        cache: shared embedding cache.
+        device: training device.
+        evaluator: validated after each epoch when given.
+        handlers: extra train handlers (checkpointing, logging).
+        train_encoder: fine-tune the image encoder too (no embedding caching then).
+        weight_decay: AdamW weight decay.
+        seed: prompt sampling seed.
+    """
+    device = torch.device(device)
+    loss = loss or RadVLSMLoss()
+    model.to(device)
+    params = stage_parameters(model, stage, train_encoder)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    train_handlers = [
+        StatsHandler(
+            name=f"radvlsm.{stage}", tag_name=f"{stage}_loss", output_transform=from_engine(["loss"], first=True)
+        )
+    ]
+    if evaluator is not None:
+        train_handlers.append(ValidationHandler(validator=evaluator, interval=1, epoch_level=True))
+    train_handlers.extend(handlers or [])
+    return SupervisedTrainer(
+        device=device,
+        max_epochs=epochs,
+        train_data_loader=loader,
+        network=model,
+        optimizer=optimizer,
+        loss_function=loss,
+        iteration_update=StageIteration(stage, loss, cache, train_encoder, seed=seed),
+        train_handlers=train_handlers,
+        decollate=False,
+    )
+
+
+@torch.no_grad()
+def collect_fusion_inputs(
+    model: nn.Module, loader: DataLoader, cache: EmbeddingCache | None = None, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Run the automatic pipeline and extract radiomics of its predicted masks, once per image.
+
+    Returns:
+        ``visual_emb (N, C)``, ``visual_logits (N, 2)``, ``radiomics (N, R)`` and ``diagnosis (N,)``.
+    """
+    if model.radiomics is None:
+        raise ValueError("the model has no radiomics extractor; the fusion stage needs one")
+    device = torch.device(device)
+    model.to(device).eval()
+    parts: dict[str, list[torch.Tensor]] = {"visual_emb": [], "visual_logits": [], "radiomics": [], "diagnosis": []}
+    for batch in loader:
+        images = torch.as_tensor(batch["image"]).to(device, torch.float32)
+        embeddings = (
+            cache.get_or_compute(images, model.image_encoder) if cache is not None else model.encode_image(images)
+        )
+        out = model(embeddings=embeddings)
+        parts["visual_emb"].append(out.fused.region_emb.cpu())
+        parts["visual_logits"].append(out.fused.diag_logits.cpu())
+        parts["radiomics"].append(model.radiomics.extract_batch(images, (out.fused.mask_prob > 0.5).float()).cpu())
+        parts["diagnosis"].append(torch.as_tensor(batch["diagnosis"]).long().reshape(-1))
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def fit_fusion(
+    model: nn.Module, inputs: dict[str, torch.Tensor], epochs: int = 200, lr: float = 1e-3, seed: int = 0
+) -> dict[str, float]:
+    """Fit the radiomics standardiser and train the visual-radiomics fusion head on collected inputs.
+
+    Args:
+        model: the :class:`RadVLSM` with ``fusion`` and ``standardizer``.
+        inputs: the output of :func:`collect_fusion_inputs` on the training split.
+        epochs: full-batch optimisation steps.
+        lr: AdamW learning rate.
+        seed: seeds the head's dropout.
+
+    Returns:
+        cross-entropy before and after, and the fusion gate.
+    """
+    torch.manual_seed(seed)
+    device = next(model.fusion.parameters()).device
+    x = {k: v.to(device) for k, v in inputs.items()}
+    model.standardizer.fit(x["radiomics"])
+    params = stage_parameters(model, "fusion")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    std = model.standardizer(x["radiomics"])
+
+    def ce() -> torch.Tensor:
+        return nn.functional.cross_entropy(model.fusion(x["visual_emb"], std, x["visual_logits"]), x["diagnosis"])
+
+    model.fusion.train()
+    with torch.no_grad():
+        before = float(ce())
+    for _ in range(epochs):
+        optimizer.zero_grad(set_to_none=True)
+        loss = ce()
+        loss.backward()
+        optimizer.step()
+    model.fusion.eval()
+    with torch.no_grad():
+        after = float(ce())
+    logger.info("fusion stage: cross-entropy %.4f -> %.4f", before, after)
+    return {"fusion_ce_before": before, "fusion_ce_after": after}

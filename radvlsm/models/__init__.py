@@ -1,0 +1,1 @@
+"""Rad-VLSM networks: pretrained backbones, prompt decoder, alignment, reliability and diagnosis heads."""

@@ -1,0 +1,135 @@
+"""Semantic-guided lesion focusing: class-agnostic prompt -> patch response map (CAM), with a Grad-CAM option."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from torch import nn
+
+from radvlsm.errors import RadVLSMInputError
+
+logger = logging.getLogger(__name__)
+
+
+class LesionFocus(nn.Module):
+    """Scaled cosine similarity between patch embeddings and a prompt embedding, plus a bias, as logits.
+
+    Args:
+        init_temperature: initial temperature ``tau``; the logits are ``cos / tau + bias``.
+        learnable: learn the temperature and the bias (else they are fixed buffers).
+    """
+
+    def __init__(self, init_temperature: float = 0.07, learnable: bool = True) -> None:
+        super().__init__()
+        if not init_temperature > 0:
+            raise RadVLSMInputError(f"must be > 0, got {init_temperature}", "init_temperature")
+        log_scale = torch.tensor(math.log(1.0 / init_temperature))
+        bias = torch.tensor(0.0)
+        if learnable:
+            self.log_scale = nn.Parameter(log_scale)
+            self.bias = nn.Parameter(bias)
+        else:
+            self.register_buffer("log_scale", log_scale)
+            self.register_buffer("bias", bias)
+
+    def forward(self, patch_emb: torch.Tensor, prompt_emb: torch.Tensor) -> torch.Tensor:
+        """Focusing logits.
+
+        Args:
+            patch_emb: ``(B, E, h, w)`` patch embeddings.
+            prompt_emb: ``(E,)`` one prompt for all images, or ``(B, E)`` one per image.
+
+        Returns:
+            ``(B, 1, h, w)`` logits.
+        """
+        if patch_emb.ndim != 4:
+            raise RadVLSMInputError(f"expected (B, E, h, w), got {tuple(patch_emb.shape)}", "patch_emb")
+        b, e = patch_emb.shape[:2]
+        if prompt_emb.ndim == 1:
+            prompt_emb = prompt_emb[None].expand(b, -1)
+        if prompt_emb.shape != (b, e):
+            raise RadVLSMInputError(f"expected ({e},) or ({b}, {e}), got {tuple(prompt_emb.shape)}", "prompt_emb")
+        cos = torch.einsum("behw,be->bhw", F.normalize(patch_emb, dim=1), F.normalize(prompt_emb, dim=-1))
+        scale = self.log_scale.exp().clamp(max=100.0)
+        return (scale * cos + self.bias)[:, None]
+
+    def response_map(self, patch_emb: torch.Tensor, prompt_emb: torch.Tensor, minmax: bool = False) -> torch.Tensor:
+        """Response map in ``[0, 1]``.
+
+        Args:
+            patch_emb: ``(B, E, h, w)``.
+            prompt_emb: ``(E,)`` or ``(B, E)``.
+            minmax: rescale each image's map to span ``[0, 1]`` (a constant map becomes zeros).
+
+        Returns:
+            ``(B, 1, h, w)``.
+        """
+        cam = torch.sigmoid(self(patch_emb, prompt_emb))
+        return minmax_per_image(cam) if minmax else cam
+
+    @staticmethod
+    def upsample(cam: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+        """Bilinear resize of a map ``(B, 1, h, w)`` to ``(B, 1, S, S)`` (``size`` an int or ``(H, W)``)."""
+        if cam.ndim != 4:
+            raise RadVLSMInputError(f"expected (B, 1, h, w), got {tuple(cam.shape)}", "cam")
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+
+
+def minmax_per_image(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Rescale each image of ``(B, ...)`` to ``[0, 1]``; a constant image becomes zeros."""
+    flat = x.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    out = torch.where(span > eps, (flat - lo) / span.clamp(min=eps), torch.zeros_like(flat))
+    return out.view_as(x)
+
+
+def grad_cam(score: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of a scalar score on feature maps (channel weights = spatially averaged gradients).
+
+    Args:
+        score: scalar tensor computed from ``feats`` (e.g. the summed image-prompt similarity).
+        feats: ``(B, C, h, w)`` features that require grad and are part of ``score``'s graph.
+
+    Returns:
+        ``(B, 1, h, w)`` in ``[0, 1]`` (ReLU, then per-image max-normalised), detached.
+    """
+    if score.numel() != 1:
+        raise RadVLSMInputError(f"must be a scalar, got shape {tuple(score.shape)}", "score")
+    if feats.ndim != 4:
+        raise RadVLSMInputError(f"expected (B, C, h, w), got {tuple(feats.shape)}", "feats")
+    if not feats.requires_grad:
+        raise RadVLSMInputError("must require grad and be part of the score's graph", "feats")
+    (grads,) = torch.autograd.grad(score.reshape(()), feats, retain_graph=True, allow_unused=True)
+    if grads is None:
+        raise RadVLSMInputError("score does not depend on feats", "feats")
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * feats).sum(dim=1, keepdim=True)).detach()
+    peak = cam.flatten(1).max(dim=1).values.clamp(min=1e-8)
+    return cam / peak[:, None, None, None]
+
+
+def focus_loss(cam_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Supervised focusing: BCE + Dice between the focusing logits and the truth mask at the patch grid.
+
+    Args:
+        cam_logits: ``(B, 1, h, w)`` logits of :class:`LesionFocus`.
+        mask: ``(B, 1, H, W)`` truth mask in ``{0, 1}``; area-downsampled to ``(h, w)`` (soft targets).
+
+    Returns:
+        Scalar loss.
+    """
+    if cam_logits.ndim != 4 or cam_logits.shape[1] != 1:
+        raise RadVLSMInputError(f"expected (B, 1, h, w), got {tuple(cam_logits.shape)}", "cam_logits")
+    if mask.ndim != 4 or mask.shape[:2] != cam_logits.shape[:2]:
+        raise RadVLSMInputError(f"expected ({cam_logits.shape[0]}, 1, H, W), got {tuple(mask.shape)}", "mask")
+    target = F.interpolate(mask.to(cam_logits.dtype), size=cam_logits.shape[-2:], mode="area")
+    bce = F.binary_cross_entropy_with_logits(cam_logits, target)
+    dice = DiceLoss(sigmoid=True, reduction="mean")(cam_logits, target)
+    return bce + dice

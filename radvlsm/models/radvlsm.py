@@ -1,0 +1,462 @@
+"""RadVLSM: the assembled model (semantic-to-spatial prompt reliability learning).
+
+One image-encoder pass per image feeds everything downstream::
+
+    image (B,1,S,S) ─► image encoder ─► embedding (B,C,h,w)
+      lesion prompt ─► text encoder ─► aligner ─┐
+      embedding ─► aligner patches ─► focus ────┴─► response map (B,1,S,S)
+      response map ─► K candidate boxes + points
+      embedding + candidates ─► SAM decoder (box prompts, point prompts) ─► K masks, IoU predictions
+      masks ─► region embeddings ─► cues ─► reliability head ─► weights
+      MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
+      radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
+
+User prompts (points, box, mask) replace the candidates and reuse the same embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radvlsm.data.geometry import LongestSideGeometry
+from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
+from radvlsm.models.mcra import MCRA, MCRAOutput
+from radvlsm.models.reliability import (
+    ReliabilityHead,
+    cam_response_cue,
+    mask_consistency_cue,
+    semantic_consistency_cue,
+    stack_cues,
+)
+from radvlsm.models.result import CandidateResult, RadVLSMResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RadVLSMOutput:
+    """Tensors of one forward pass (model frame, ``S x S``).
+
+    Args:
+        cam_logits: ``(B, 1, h, w)`` focusing logits.
+        cam: ``(B, 1, S, S)`` response map in [0, 1].
+        candidates: the K candidate prompts.
+        mask_logits: ``(B, K, 1, S, S)`` masks from the candidate boxes.
+        point_mask_logits: ``(B, K, 1, S, S)`` masks from the candidate points (self-distillation pair).
+        iou_pred: ``(B, K)`` SAM's IoU predictions.
+        region_emb: ``(B, K, C)`` mask-pooled region embeddings.
+        cues: ``(B, K, 4)`` reliability cues.
+        reliability_logits: ``(B, K)``.
+        candidate_diag_logits: ``(B, K, 2)``.
+        fused: the MCRA output (mask probability, diagnosis logits, region embedding, weights).
+    """
+
+    cam_logits: torch.Tensor
+    cam: torch.Tensor
+    candidates: CandidatePrompts
+    mask_logits: torch.Tensor
+    point_mask_logits: torch.Tensor
+    iou_pred: torch.Tensor
+    region_emb: torch.Tensor
+    cues: torch.Tensor
+    reliability_logits: torch.Tensor
+    candidate_diag_logits: torch.Tensor
+    fused: MCRAOutput
+
+
+def minmax_normalize(image: np.ndarray) -> np.ndarray:
+    """Scale a 2D image to [0, 1] (a constant image becomes zeros).
+
+    Raises:
+        RadVLSMInputError: for non-finite values.
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise RadVLSMInputError("image contains NaN or infinite values", "image")
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo < 1e-8:
+        return np.zeros_like(arr)
+    return (arr - lo) / (hi - lo)
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 3|4)`` or ``(1, H, W)`` array to ``(H, W)`` float32.
+
+    Raises:
+        RadVLSMInputError: for anything that is not one 2D image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        arr = rgb @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise RadVLSMInputError(f"expected one 2D image, got an array of shape {tuple(np.shape(image))}", "image")
+    if min(arr.shape) < 2:
+        raise RadVLSMInputError(f"image of {arr.shape[0]}x{arr.shape[1]} pixels is too small", "image")
+    return arr.astype(np.float32)
+
+
+class RadVLSM(nn.Module):
+    """Rad-VLSM: automatic and prompted lesion segmentation with reliability-weighted diagnosis.
+
+    Args:
+        image_encoder: ``(B, 1|3, S, S)`` -> ``(B, C, h, w)``; has ``image_size``.
+        mask_decoder: :class:`radvlsm.models.sam.PromptableMaskDecoder`.
+        text_encoder: :class:`radvlsm.models.encoders.text_encoder.TextEncoder` (frozen).
+        aligner: :class:`radvlsm.models.align.SemanticAligner`.
+        focus: :class:`radvlsm.models.focus.LesionFocus`.
+        candidate_generator: :class:`radvlsm.models.candidates.CandidateGenerator`.
+        reliability_head: :class:`radvlsm.models.reliability.ReliabilityHead`.
+        mcra: :class:`radvlsm.models.mcra.MCRA`.
+        diagnosis_head: region embedding ``(.., C)`` -> logits ``(.., 2)``.
+        lesion_prompt: the fixed, class-agnostic text prompt used for focusing.
+        class_prompts: one text per diagnosis class (benign, malignant) for zero-shot scores.
+        fusion: optional :class:`radvlsm.models.radiomics.VisualRadiomicsFusion`.
+        standardizer: optional :class:`radvlsm.models.radiomics.RadiomicsStandardizer` (with ``fusion``).
+        radiomics: optional :class:`radvlsm.models.radiomics.RadiomicsExtractor` (not a module: no weights).
+        prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
+        embedding_cache_size: image embeddings kept for repeated prompts on the same image.
+    """
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        mask_decoder: nn.Module,
+        text_encoder: nn.Module,
+        aligner: nn.Module,
+        focus: nn.Module,
+        candidate_generator: CandidateGenerator,
+        reliability_head: ReliabilityHead,
+        mcra: MCRA,
+        diagnosis_head: nn.Module,
+        lesion_prompt: str = "a breast ultrasound image showing a lesion",
+        class_prompts: tuple[str, str] | list[str] = (
+            "a benign breast lesion on ultrasound",
+            "a malignant breast lesion on ultrasound",
+        ),
+        fusion: nn.Module | None = None,
+        standardizer: nn.Module | None = None,
+        radiomics=None,
+        prompt_learner: nn.Module | None = None,
+        embedding_cache_size: int = 32,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.mask_decoder = mask_decoder
+        self.text_encoder = text_encoder
+        self.aligner = aligner
+        self.focus = focus
+        self.candidate_generator = candidate_generator
+        self.reliability_head = reliability_head
+        self.mcra = mcra
+        self.diagnosis_head = diagnosis_head
+        self.fusion = fusion
+        self.standardizer = standardizer
+        self.radiomics = radiomics
+        self.prompt_learner = prompt_learner
+        self.lesion_prompt = lesion_prompt
+        self.class_prompts = list(class_prompts)
+        self.embedding_cache = EmbeddingCache(max_items=embedding_cache_size, namespace="inference")
+
+    # ------------------------------------------------------------------ basic parts
+    @property
+    def image_size(self) -> int:
+        """Side ``S`` of the square model frame."""
+        return int(self.image_encoder.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.aligner.parameters()).device
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, S, S)`` -> ``(B, C, h, w)`` image embeddings."""
+        return self.image_encoder(images)
+
+    def text_embedding(self, texts: list[str]) -> torch.Tensor:
+        """Projected, L2-normalised text embeddings ``(T, E)`` (frozen text tower, trainable projection)."""
+        raw = self.text_encoder.encode(texts).to(self.device)
+        return self.aligner.project_text(raw)
+
+    def lesion_embedding(self) -> torch.Tensor:
+        """``(E,)`` embedding of the class-agnostic lesion prompt (with CoOp context when configured)."""
+        if self.prompt_learner is None:
+            return self.text_embedding([self.lesion_prompt])[0]
+        tokens, mask = self.text_encoder.token_embeddings([self.lesion_prompt])
+        embeds, mask = self.prompt_learner(tokens.to(self.device), mask.to(self.device))
+        raw = self.text_encoder.encode_embeddings(embeds, mask)
+        return F.normalize(self.aligner.project_text(raw), dim=-1)[0]
+
+    def focus_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` -> ``(B, 1, h, w)`` focusing logits from patch-text similarity."""
+        patches = self.aligner.project_patches(embeddings)
+        return self.focus(patches, self.lesion_embedding())
+
+    def diagnose(self, region_emb: torch.Tensor) -> torch.Tensor:
+        """Region embeddings ``(.., C)`` -> diagnosis logits ``(.., 2)``."""
+        return self.diagnosis_head(region_emb)
+
+    # ------------------------------------------------------------------ automatic pipeline
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+        content_size: tuple[int, int] | None = None,
+    ) -> RadVLSMOutput:
+        """Automatic, prompt-free pass.
+
+        Args:
+            images: ``(B, 1, S, S)`` model-frame images in [0, 1] (ignored when ``embeddings`` is given).
+            embeddings: ``(B, C, h, w)`` precomputed image embeddings.
+            content_size: ``(h, w)`` of the image inside the padded frame; the response map is zeroed on the
+                padding so candidates stay on the image.
+
+        Returns:
+            :class:`RadVLSMOutput`.
+        """
+        if embeddings is None:
+            if images is None:
+                raise RadVLSMInputError("give images or embeddings", "forward")
+            embeddings = self.encode_image(images)
+        size = self.image_size
+        cam_logits = self.focus_logits(embeddings)
+        cam = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear", align_corners=False)
+        if content_size is not None:
+            content = torch.zeros_like(cam)
+            content[..., : content_size[0], : content_size[1]] = 1
+            cam = cam * content
+        candidates = self.candidate_generator(cam.detach()).to(embeddings.device)
+        if content_size is not None:  # margins must not push boxes and points onto the padding
+            limit = torch.tensor([content_size[1], content_size[0]], dtype=torch.float32, device=embeddings.device)
+            candidates.boxes = torch.minimum(candidates.boxes, limit.repeat(2))
+            candidates.points = torch.minimum(candidates.points, limit - 1)
+        box_out = self.mask_decoder(embeddings, boxes=candidates.boxes)
+        point_out = self.mask_decoder(embeddings, points=candidates.points, point_labels=candidates.point_labels)
+        mask_logits = box_out.mask_logits
+        region_emb = self.mask_decoder.region_embedding(embeddings, mask_logits)
+        lesion = self.lesion_embedding()
+        cues = stack_cues(
+            cam_response_cue(cam, torch.sigmoid(mask_logits)),
+            semantic_consistency_cue(self.aligner.project_region(region_emb), lesion),
+            mask_consistency_cue(torch.sigmoid(mask_logits), torch.sigmoid(point_out.mask_logits)),
+            box_out.iou_pred,
+        )
+        reliability_logits = self.reliability_head(cues)
+        candidate_diag_logits = self.diagnose(region_emb)
+        fused = self.mcra(mask_logits, candidate_diag_logits, region_emb, reliability_logits, candidates.valid)
+        return RadVLSMOutput(
+            cam_logits=cam_logits,
+            cam=cam,
+            candidates=candidates,
+            mask_logits=mask_logits,
+            point_mask_logits=point_out.mask_logits,
+            iou_pred=box_out.iou_pred,
+            region_emb=region_emb,
+            cues=cues,
+            reliability_logits=reliability_logits,
+            candidate_diag_logits=candidate_diag_logits,
+            fused=fused,
+        )
+
+    # ------------------------------------------------------------------ prompted pipeline
+    def forward_prompted(
+        self,
+        embeddings: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_inputs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Segment and diagnose from user prompts (model frame), one prompt set per image.
+
+        Args:
+            embeddings: ``(B, C, h, w)``.
+            boxes: ``(B, 4)`` or None.
+            points: ``(B, P, 2)`` or None, with ``point_labels`` ``(B, P)`` (1 fg, 0 bg).
+            mask_inputs: ``(B, 1, S, S)`` mask logits or None (a user mask as a dense prompt).
+
+        Returns:
+            mask logits ``(B, 1, S, S)``, diagnosis logits ``(B, 2)``, region embedding ``(B, C)``,
+            IoU prediction ``(B,)``.
+        """
+        out = self.mask_decoder(
+            embeddings,
+            boxes=None if boxes is None else boxes[:, None],
+            points=None if points is None else points[:, None],
+            point_labels=None if point_labels is None else point_labels[:, None],
+            mask_inputs=None if mask_inputs is None else self._mask_prompt(mask_inputs)[:, None],
+        )
+        region = self.mask_decoder.region_embedding(embeddings, out.mask_logits)[:, 0]
+        return out.mask_logits[:, 0], self.diagnose(region), region, out.iou_pred[:, 0]
+
+    def _mask_prompt(self, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, S, S)`` binary/probability mask -> dense mask-prompt logits (SAM's prompt encoder takes ``S``)."""
+        return (mask.float() * 2 - 1) * 8.0
+
+    # ------------------------------------------------------------------ radiomics fusion
+    def fuse_radiomics(
+        self, images: torch.Tensor, mask_prob: torch.Tensor, visual_emb: torch.Tensor, visual_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Final diagnosis logits from visual evidence and radiomics of the predicted mask.
+
+        Args:
+            images: ``(B, 1, S, S)``; mask_prob: ``(B, 1, S, S)``; visual_emb: ``(B, C)``; visual_logits: ``(B, 2)``.
+
+        Returns:
+            fused logits ``(B, 2)`` (the visual logits when radiomics is off) and the raw radiomics ``(B, R)``.
+        """
+        if self.radiomics is None or self.fusion is None or self.standardizer is None:
+            return visual_logits, None
+        features = self.radiomics.extract_batch(images, mask_prob).to(visual_emb.device)
+        return self.fusion(visual_emb, self.standardizer(features), visual_logits), features
+
+    # ------------------------------------------------------------------ user-facing prediction
+    @torch.inference_mode()
+    def predict(
+        self,
+        image: np.ndarray,
+        points: list[list[float]] | np.ndarray | None = None,
+        point_labels: list[int] | np.ndarray | None = None,
+        box: list[float] | np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        threshold: float = 0.5,
+    ) -> RadVLSMResult:
+        """Segment and diagnose one image; automatic when no prompt is given.
+
+        Args:
+            image: ``(H, W)`` grayscale or ``(H, W, 3|4)`` colour image, any numeric dtype.
+            points: ``[[x, y], ...]`` in original pixels, with ``point_labels`` (1 fg, 0 bg; default all 1).
+            box: ``[x1, y1, x2, y2]`` in original pixels.
+            mask: ``(H, W)`` user mask (non-zero = lesion) as a dense prompt.
+            threshold: probability threshold for the returned mask.
+
+        Returns:
+            :class:`RadVLSMResult` at the original image size.
+        """
+        gray = to_grayscale(image)
+        geometry = LongestSideGeometry(gray.shape, self.image_size)
+        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
+        embeddings = self.embedding_cache.get_or_compute(x, self.image_encoder)
+        prompts = validate_prompts(geometry, points, point_labels, box, mask)
+        if prompts is None:
+            out = self.forward(embeddings=embeddings, content_size=geometry.resized_size)
+            mask_prob, visual_logits, visual_emb = out.fused.mask_prob, out.fused.diag_logits, out.fused.region_emb
+            candidates = self._candidate_results(out, geometry)
+            response = geometry.model_to_original(out.cam[0, 0]).clamp(0, 1).cpu().numpy()
+            mode = "automatic"
+        else:
+            mode = "+".join(k for k in ("points", "box", "mask") if prompts.get(k) is not None)
+            mask_logits, visual_logits, visual_emb, _ = self.forward_prompted(
+                embeddings,
+                boxes=prompts.get("box"),
+                points=prompts.get("points"),
+                point_labels=prompts.get("point_labels"),
+                mask_inputs=prompts.get("mask"),
+            )
+            mask_prob = torch.sigmoid(mask_logits)
+            candidates, response = [], None
+        binary = (mask_prob > threshold).float()
+        final_logits, features = self.fuse_radiomics(x, binary, visual_emb, visual_logits)
+        prob_full = geometry.model_to_original(mask_prob[0, 0]).clamp(0, 1).cpu().numpy().astype(np.float32)
+        radiomics = {}
+        if features is not None:
+            radiomics = dict(zip(self.radiomics.feature_names, features[0].tolist(), strict=False))
+        return RadVLSMResult(
+            mask=(prob_full > threshold).astype(np.uint8),
+            probability=prob_full,
+            malignancy_probability=float(torch.softmax(final_logits, -1)[0, 1]),
+            visual_malignancy_probability=float(torch.softmax(visual_logits, -1)[0, 1]),
+            candidates=candidates,
+            response_map=None if response is None else response.astype(np.float32),
+            radiomics=radiomics,
+            prompt_mode=mode,
+        )
+
+    @staticmethod
+    def _candidate_results(out: RadVLSMOutput, geometry: LongestSideGeometry) -> list[CandidateResult]:
+        c = out.candidates
+        h, w = geometry.original_size
+        bounds = torch.tensor([w, h, w, h], dtype=torch.float32)
+        results = []
+        for k in range(c.boxes.shape[1]):
+            if not bool(c.valid[0, k]):
+                continue
+            keep = c.point_labels[0, k] >= 0
+            results.append(
+                CandidateResult(
+                    box=[
+                        round(v, 2)
+                        for v in torch.minimum(geometry.boxes_to_original(c.boxes[0, k].cpu()), bounds).tolist()
+                    ],
+                    points=[
+                        [round(v, 2) for v in p]
+                        for p in torch.minimum(
+                            geometry.points_to_original(c.points[0, k][keep].cpu()), bounds[:2]
+                        ).tolist()
+                    ],
+                    point_labels=[int(v) for v in c.point_labels[0, k][keep].tolist()],
+                    reliability=float(out.fused.weights[0, k]),
+                    cam_strength=float(c.cam_strength[0, k]),
+                    kept=bool(out.fused.kept[0, k]),
+                )
+            )
+        return results
+
+
+def validate_prompts(
+    geometry: LongestSideGeometry,
+    points: list[list[float]] | np.ndarray | None,
+    point_labels: list[int] | np.ndarray | None,
+    box: list[float] | np.ndarray | None,
+    mask: np.ndarray | None,
+) -> dict[str, torch.Tensor] | None:
+    """Check user prompts against the image and map them to the model frame (batch of one).
+
+    Raises:
+        RadVLSMInputError: for prompts outside the image, malformed shapes or an empty box.
+    """
+    h, w = geometry.original_size
+    out: dict[str, torch.Tensor] = {}
+    if points is not None and len(points) > 0:
+        pts = np.asarray(points, dtype=np.float32)
+        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+            raise RadVLSMInputError(f"points must be a list of [x, y] pairs, got shape {pts.shape}", "points")
+        outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
+        if outside.any():
+            raise RadVLSMInputError(
+                f"point {pts[outside][0].tolist()} lies outside the {w}x{h} image (x in [0, {w}], y in [0, {h}])",
+                "points",
+            )
+        labels = np.ones(len(pts), dtype=np.int64) if point_labels is None else np.asarray(point_labels, np.int64)
+        if labels.shape != (len(pts),) or not np.isin(labels, (0, 1)).all():
+            raise RadVLSMInputError("point_labels must hold one 0 or 1 per point", "point_labels")
+        out["points"] = geometry.points_to_model(pts)[None]
+        out["point_labels"] = torch.as_tensor(labels)[None]
+    if box is not None:
+        b = np.asarray(box, dtype=np.float32).reshape(-1)
+        if b.shape != (4,) or not np.isfinite(b).all():
+            raise RadVLSMInputError("box must be [x1, y1, x2, y2]", "box")
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise RadVLSMInputError(f"box {b.tolist()} has no area (need x2 > x1 and y2 > y1)", "box")
+        if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h:
+            raise RadVLSMInputError(f"box {b.tolist()} lies outside the {w}x{h} image", "box")
+        out["box"] = geometry.boxes_to_model(b)[None]
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape != (h, w):
+            raise RadVLSMInputError(f"mask is {m.shape}, the image is {(h, w)}", "mask")
+        if not m.any():
+            raise RadVLSMInputError("mask prompt is empty", "mask")
+        out["mask"] = geometry.mask_to_model((m > 0).astype(np.float32))[None]
+    return out or None

@@ -1,0 +1,54 @@
+"""The embedding cache computes each image once, in memory and on disk, keyed by content."""
+
+from __future__ import annotations
+
+import torch
+
+from radvlsm.engine.embedding_cache import EmbeddingCache
+
+
+class CountingEncoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.images += x.shape[0]
+        return x.mean(dim=1, keepdim=True).repeat(1, 4, 1, 1)[..., ::4, ::4]
+
+
+def test_each_image_encoded_once_and_order_kept() -> None:
+    enc, cache = CountingEncoder(), EmbeddingCache(max_items=10)
+    a, b = torch.rand(2, 1, 16, 16)
+    first = cache.get_or_compute(torch.stack([a, b]), enc)
+    second = cache.get_or_compute(torch.stack([b, a]), enc)
+    assert enc.images == 2 and enc.calls == 1
+    torch.testing.assert_close(second[0], first[1], atol=1e-3, rtol=1e-3)
+    assert cache.hits == 2 and cache.misses == 2
+
+
+def test_lru_eviction_and_disk_mirror(tmp_path) -> None:
+    enc = CountingEncoder()
+    cache = EmbeddingCache(max_items=1, cache_dir=tmp_path, namespace="x")
+    imgs = torch.rand(2, 1, 1, 8, 8)
+    cache.get_or_compute(imgs[0], enc)
+    cache.get_or_compute(imgs[1], enc)
+    assert len(cache) == 1 and len(list(tmp_path.glob("*.pt"))) == 2
+    fresh = EmbeddingCache(max_items=1, cache_dir=tmp_path, namespace="x")
+    fresh.get_or_compute(imgs[0], enc)
+    assert enc.images == 2  # read back from disk, not recomputed
+    other = EmbeddingCache(max_items=1, cache_dir=tmp_path, namespace="y")
+    other.get_or_compute(imgs[0], enc)
+    assert enc.images == 3  # another encoder namespace never reuses the file
+
+
+def test_damaged_disk_entry_is_recomputed(tmp_path) -> None:
+    enc = CountingEncoder()
+    cache = EmbeddingCache(cache_dir=tmp_path)
+    img = torch.rand(1, 1, 8, 8)
+    cache.get_or_compute(img, enc)
+    next(tmp_path.glob("*.pt")).write_bytes(b"garbage")
+    EmbeddingCache(cache_dir=tmp_path).get_or_compute(img, enc)
+    assert enc.images == 2
