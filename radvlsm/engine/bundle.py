@@ -17,7 +17,7 @@ from radvlsm.data.phantom import ensure_phantom_dataset
 from radvlsm.data.records import DatasetReport
 from radvlsm.data.splits import all_split, read_split, split_by_case, write_split
 from radvlsm.engine.embedding_cache import EmbeddingCache
-from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader
+from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader, stage_modules
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.build import trained_state_dict
 
@@ -88,15 +88,16 @@ def prepare_splits(
     return splits
 
 
-def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True):
-    """Save the stage's model, optimiser and progress every epoch; resume from that file when it exists.
+def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True, train_encoder: bool = False):
+    """Save the stage's trained modules, optimiser and progress every epoch; resume from that file when it exists.
 
     Returns:
         the trainer (for chaining in JSON).
     """
     folder = Path(ckpt_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    save_dict = {"model": trainer.network, "optimizer": trainer.optimizer, "trainer": trainer}
+    modules = stage_modules(trainer.network, stage, train_encoder)  # not the frozen towers: small files
+    save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
     name = f"checkpoint_{stage}"
     CheckpointSaver(str(folder), save_dict, file_prefix=name, save_interval=1, n_saved=1, epoch_level=True).attach(
         trainer
@@ -143,3 +144,13 @@ def load_best(model, path: str):
     model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
     logger.info("loaded the best validation weights from %s", target)
     return model
+
+
+def subset(items: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """A deterministic random subset of ``n`` items (all of them when ``n`` is 0 or at least their number)."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    chosen = sorted(order[:n])
+    logger.info("using %d of %d training images (train_subset)", n, len(items))
+    return [items[i] for i in chosen]

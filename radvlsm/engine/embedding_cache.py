@@ -65,7 +65,7 @@ class EmbeddingCache:
 
         Args:
             images: ``(B, 1|3, S, S)`` model-frame images.
-            encoder: maps ``(N, ., S, S)`` to ``(N, C, h, w)``; run without gradients.
+            encoder: maps ``(N, ., S, S)`` to ``(N, C, h, w)``; run in eval mode without gradients.
 
         Returns:
             ``(B, C, h, w)`` float32 embeddings on ``images.device``.
@@ -90,8 +90,12 @@ class EmbeddingCache:
         self.hits += len(found)
         self.misses += len(missing)
         if missing:
+            # cached embeddings must not depend on the batch: eval mode (BatchNorm running statistics)
+            was_training = encoder.training
+            encoder.eval()
             with torch.no_grad():
                 computed = encoder(images[missing])
+            encoder.train(was_training)
             for j, i in enumerate(missing):
                 value = computed[j].detach().to("cpu", self.dtype).contiguous()
                 self._remember(keys[i], value)

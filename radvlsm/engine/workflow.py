@@ -33,6 +33,19 @@ STAGE_MODULES = {
 }
 
 
+def loss_of(output: dict) -> float:
+    """The scalar loss of a training iteration's output, for MONAI's StatsHandler."""
+    return output["loss"]
+
+
+def stage_modules(model: nn.Module, stage: str, train_encoder: bool = False) -> nn.ModuleDict:
+    """The sub-modules a stage trains, as one module (its state dict is what a stage checkpoint holds)."""
+    if stage not in STAGE_MODULES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_MODULES)}")
+    names = list(STAGE_MODULES[stage]) + (["image_encoder"] if train_encoder and stage == "segment" else [])
+    return nn.ModuleDict({n: getattr(model, n) for n in names if isinstance(getattr(model, n, None), nn.Module)})
+
+
 def stage_parameters(model: nn.Module, stage: str, train_encoder: bool = False) -> list[nn.Parameter]:
     """Trainable parameters of a stage; everything else is frozen (``requires_grad`` False).
 
@@ -41,18 +54,12 @@ def stage_parameters(model: nn.Module, stage: str, train_encoder: bool = False) 
         stage: ``align``, ``segment`` or ``fusion``.
         train_encoder: also train the image encoder (``segment`` stage only).
     """
-    if stage not in STAGE_MODULES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_MODULES)}")
-    names = list(STAGE_MODULES[stage]) + (["image_encoder"] if train_encoder and stage == "segment" else [])
+    trained = stage_modules(model, stage, train_encoder)
     for p in model.parameters():
         p.requires_grad_(False)
-    params: list[nn.Parameter] = []
-    for name in names:
-        module = getattr(model, name, None)
-        if module is not None:
-            for p in module.parameters():
-                p.requires_grad_(True)
-                params.append(p)
+    params = list(trained.parameters())
+    for p in params:
+        p.requires_grad_(True)
     return params
 
 
@@ -109,6 +116,7 @@ def build_stage_trainer(
     train_encoder: bool = False,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    head_lr_mult: float = 10.0,
 ) -> SupervisedTrainer:
     """A :class:`SupervisedTrainer` for the ``align`` or ``segment`` stage.
 
@@ -126,17 +134,22 @@ def build_stage_trainer(
         train_encoder: fine-tune the image encoder too (no embedding caching then).
         weight_decay: AdamW weight decay.
         seed: prompt sampling seed.
+        head_lr_mult: learning-rate factor of the newly initialised heads against the pretrained decoder.
     """
     device = torch.device(device)
     loss = loss or RadVLSMLoss()
     model.to(device)
     params = stage_parameters(model, stage, train_encoder)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    train_handlers = [
-        StatsHandler(
-            name=f"radvlsm.{stage}", tag_name=f"{stage}_loss", output_transform=from_engine(["loss"], first=True)
-        )
+    # the pretrained decoder (and encoder) fine-tune at lr; the freshly initialised heads learn faster
+    pretrained = {
+        id(p) for n in ("mask_decoder", "image_encoder") for p in getattr(model, n).parameters() if p.requires_grad
+    }
+    groups = [
+        {"params": [p for p in params if id(p) in pretrained], "lr": lr},
+        {"params": [p for p in params if id(p) not in pretrained], "lr": lr * (head_lr_mult if pretrained else 1.0)},
     ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    train_handlers = [StatsHandler(name=f"radvlsm.{stage}", tag_name=f"{stage}_loss", output_transform=loss_of)]
     if evaluator is not None:
         train_handlers.append(ValidationHandler(validator=evaluator, interval=1, epoch_level=True))
     train_handlers.extend(handlers or [])

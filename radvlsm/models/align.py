@@ -52,6 +52,16 @@ class SemanticAligner(nn.Module):
         self.text_dim = text_dim
         self.embed_dim = embed_dim
         self.image_proj = nn.Conv2d(image_dim, embed_dim, kernel_size=1)
+        # local context for per-patch embeddings (lesion focusing): a residual 3x3 block, zero-initialised so
+        # patches start as the plain linear projection shared with global and region vectors
+        hidden = min(image_dim, 128)
+        self.patch_context = nn.Sequential(
+            nn.Conv2d(image_dim, hidden, kernel_size=3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, image_dim, kernel_size=1),
+        )
+        nn.init.zeros_(self.patch_context[2].weight)
+        nn.init.zeros_(self.patch_context[2].bias)
         self.text_proj = nn.Linear(text_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
 
@@ -74,7 +84,7 @@ class SemanticAligner(nn.Module):
         """
         if feats.ndim != 4 or feats.shape[1] != self.image_dim:
             raise RadVLSMInputError(f"expected (B, {self.image_dim}, h, w), got {tuple(feats.shape)}", "feats")
-        return F.normalize(self.image_proj(feats), dim=1)
+        return F.normalize(self.image_proj(feats + self.patch_context(feats)), dim=1)
 
     def project_global(self, feats: torch.Tensor) -> torch.Tensor:
         """Whole-image embedding: spatial mean of the features, then the shared projection.

@@ -84,7 +84,7 @@ def build_radvlsm(
         aligner=SemanticAligner(image_dim, text.embed_dim, embed_dim),
         focus=LesionFocus(),
         candidate_generator=CandidateGenerator(k=n_candidates, thresholds=tuple(cam_thresholds)),
-        reliability_head=ReliabilityHead(n_cues=4),
+        reliability_head=ReliabilityHead(n_cues=5),
         mcra=MCRA(cluster_iou=cluster_iou, keep_threshold=keep_threshold),
         diagnosis_head=DiagnosisHead(image_dim, hidden=diagnosis_hidden, n_classes=2),
         lesion_prompt=lexicon.lesion_prompt,

@@ -28,9 +28,11 @@ from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
+from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
 from radvlsm.models.reliability import (
     ReliabilityHead,
+    cam_coverage_cue,
     cam_response_cue,
     mask_consistency_cue,
     semantic_consistency_cue,
@@ -53,7 +55,8 @@ class RadVLSMOutput:
         point_mask_logits: ``(B, K, 1, S, S)`` masks from the candidate points (self-distillation pair).
         iou_pred: ``(B, K)`` SAM's IoU predictions.
         region_emb: ``(B, K, C)`` mask-pooled region embeddings.
-        cues: ``(B, K, 4)`` reliability cues.
+        cues: ``(B, K, 5)`` reliability cues (CAM response, CAM coverage, semantic consistency, mask
+            consistency, SAM IoU prediction).
         reliability_logits: ``(B, K)``.
         candidate_diag_logits: ``(B, K, 2)``.
         fused: the MCRA output (mask probability, diagnosis logits, region embedding, weights).
@@ -170,6 +173,13 @@ class RadVLSM(nn.Module):
         self.class_prompts = list(class_prompts)
         self.embedding_cache = EmbeddingCache(max_items=embedding_cache_size, namespace="inference")
 
+    def train(self, mode: bool = True) -> RadVLSM:
+        """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
+        super().train(mode)
+        if not any(p.requires_grad for p in self.image_encoder.parameters()):
+            self.image_encoder.eval()
+        return self
+
     # ------------------------------------------------------------------ basic parts
     @property
     def image_size(self) -> int:
@@ -232,10 +242,11 @@ class RadVLSM(nn.Module):
         size = self.image_size
         cam_logits = self.focus_logits(embeddings)
         cam = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear", align_corners=False)
+        cam = minmax_per_image(cam)  # relative response: candidate thresholds do not depend on calibration
         if content_size is not None:
             content = torch.zeros_like(cam)
             content[..., : content_size[0], : content_size[1]] = 1
-            cam = cam * content
+            cam = minmax_per_image(cam * content)
         candidates = self.candidate_generator(cam.detach()).to(embeddings.device)
         if content_size is not None:  # margins must not push boxes and points onto the padding
             limit = torch.tensor([content_size[1], content_size[0]], dtype=torch.float32, device=embeddings.device)
@@ -248,6 +259,7 @@ class RadVLSM(nn.Module):
         lesion = self.lesion_embedding()
         cues = stack_cues(
             cam_response_cue(cam, torch.sigmoid(mask_logits)),
+            cam_coverage_cue(cam, torch.sigmoid(mask_logits)),
             semantic_consistency_cue(self.aligner.project_region(region_emb), lesion),
             mask_consistency_cue(torch.sigmoid(mask_logits), torch.sigmoid(point_out.mask_logits)),
             box_out.iou_pred,
@@ -290,8 +302,11 @@ class RadVLSM(nn.Module):
             mask logits ``(B, 1, S, S)``, diagnosis logits ``(B, 2)``, region embedding ``(B, C)``,
             IoU prediction ``(B,)``.
         """
+        # a lone click is ambiguous (part or whole?): let SAM propose three masks and keep its best-scored one
+        single_click = boxes is None and mask_inputs is None and points is not None and points.shape[1] == 1
         out = self.mask_decoder(
             embeddings,
+            multimask_output=single_click,
             boxes=None if boxes is None else boxes[:, None],
             points=None if points is None else points[:, None],
             point_labels=None if point_labels is None else point_labels[:, None],

@@ -47,6 +47,29 @@ def cam_response_cue(cam: torch.Tensor, masks_prob: torch.Tensor, eps: float = 1
     return inside - outside
 
 
+def cam_coverage_cue(cam: torch.Tensor, masks_prob: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Share of the whole response map's mass that falls inside each candidate's (soft) mask.
+
+    The companion of :func:`cam_response_cue`: a small bright speck and the large bright lesion both have a
+    high mean response inside, but only the lesion holds most of the image's response.
+
+    Args:
+        cam: ``(B, 1, S, S)`` response map in ``[0, 1]`` (resized bilinearly if its size differs).
+        masks_prob: ``(B, K, 1, S, S)`` mask probabilities.
+
+    Returns:
+        ``(B, K)`` in ``[0, 1]``.
+    """
+    _check_masks(masks_prob, "masks_prob")
+    if cam.ndim != 4 or cam.shape[1] != 1 or cam.shape[0] != masks_prob.shape[0]:
+        raise RadVLSMInputError(f"expected ({masks_prob.shape[0]}, 1, H, W), got {tuple(cam.shape)}", "cam")
+    if cam.shape[-2:] != masks_prob.shape[-2:]:
+        cam = F.interpolate(cam, size=masks_prob.shape[-2:], mode="bilinear", align_corners=False)
+    m = masks_prob[:, :, 0].flatten(2)
+    c = cam.flatten(1)[:, None].to(m.dtype)
+    return (m * c).sum(-1) / (c.sum(-1) + eps)
+
+
 def semantic_consistency_cue(region_emb: torch.Tensor, lesion_text_emb: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between each candidate's projected region embedding and the lesion prompt.
 

@@ -52,3 +52,13 @@ def test_damaged_disk_entry_is_recomputed(tmp_path) -> None:
     next(tmp_path.glob("*.pt")).write_bytes(b"garbage")
     EmbeddingCache(cache_dir=tmp_path).get_or_compute(img, enc)
     assert enc.images == 2
+
+
+def test_embeddings_are_computed_in_eval_mode() -> None:
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)).train()
+    images = torch.rand(4, 1, 8, 8)
+    cached = EmbeddingCache().get_or_compute(images, encoder)
+    assert encoder.training  # mode restored
+    encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(cached, encoder(images), atol=1e-2, rtol=1e-2)  # float16 storage

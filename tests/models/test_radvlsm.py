@@ -20,7 +20,7 @@ def test_forward_shapes(tiny) -> None:
     out = tiny(torch.rand(2, 1, 64, 64))
     k = tiny.candidate_generator.k
     assert out.cam.shape == (2, 1, 64, 64) and out.mask_logits.shape == (2, k, 1, 64, 64)
-    assert out.cues.shape == (2, k, 4) and out.candidate_diag_logits.shape == (2, k, 2)
+    assert out.cues.shape == (2, k, 5) and out.candidate_diag_logits.shape == (2, k, 2)
     assert out.fused.mask_prob.shape == (2, 1, 64, 64) and out.fused.diag_logits.shape == (2, 2)
     torch.testing.assert_close(out.fused.weights.sum(1), torch.ones(2))
     assert ((out.candidates.boxes >= 0) & (out.candidates.boxes <= 64)).all()
@@ -90,3 +90,15 @@ def test_real_weights_end_to_end_on_a_phantom_image(phantom_dir) -> None:
     assert dice > 0.7, dice
     auto = model.predict(np.asarray(Image.open(image_path)))
     assert auto.mask.shape == mask.shape and auto.candidates
+
+
+def test_frozen_encoder_stays_in_eval_mode_while_training(tiny) -> None:
+    from radvlsm.engine.workflow import stage_parameters
+
+    stage_parameters(tiny, "segment")
+    tiny.train()
+    assert tiny.training and tiny.mask_decoder.training and not tiny.image_encoder.training
+    stage_parameters(tiny, "segment", train_encoder=True)
+    tiny.train()
+    assert tiny.image_encoder.training
+    tiny.eval()

@@ -128,3 +128,17 @@ def test_reliability_loss_trains_the_head() -> None:
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses[::10]
+
+
+def test_cam_coverage_prefers_the_candidate_holding_most_of_the_response() -> None:
+    from radvlsm.models.reliability import cam_coverage_cue
+
+    cam = torch.zeros(1, 1, 32, 32)
+    cam[..., 4:20, 4:20] = 1.0  # the lesion: large and bright
+    cam[..., 26:29, 26:29] = 1.0  # a bright speck
+    lesion, speck = torch.zeros(32, 32), torch.zeros(32, 32)
+    lesion[4:20, 4:20] = 1
+    speck[26:29, 26:29] = 1
+    cov = cam_coverage_cue(cam, torch.stack([lesion, speck])[None, :, None])
+    assert cov[0, 0] > 0.9 and cov[0, 1] < 0.05
+    assert torch.allclose(cov.sum(), torch.tensor(1.0))

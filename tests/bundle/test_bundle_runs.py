@@ -1,0 +1,96 @@
+"""The bundle as MONAI users run it: metadata verification, training, evaluation and inference commands.
+
+Each command runs in a subprocess exactly as documented, on the tiny model and a small phantom.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "bundles" / "radvlsm_breast_us"
+TINY = ["--network_def#variant", "tiny", "--network_def#text_encoder", "tiny", "--network_def#embed_dim", "32"]
+
+
+def run_bundle(run_id: str, config: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", run_id,
+        "--bundle_root", str(BUNDLE),
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--config_file", str(BUNDLE / "configs" / config),
+        "--logging_file", str(BUNDLE / "configs" / "logging.conf"),
+        *args,
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_metadata_verifies_against_the_local_schema() -> None:
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "verify_metadata",
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--filepath", str(ROOT / "bundles" / "schema" / "meta_schema_20240725.json"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "metadata is verified with no error" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("bundle")
+    run_bundle(
+        "training", "train.json", *TINY,
+        "--dataset_dir", str(work / "phantom"), "--phantom_images", "12",
+        "--output_dir", str(work / "runs"),
+        "--epochs_align", "1", "--epochs_segment", "2", "--epochs_fusion", "5",
+    )  # fmt: skip
+    return work
+
+
+@pytest.mark.slow
+def test_training_writes_model_split_and_checkpoints(trained: Path) -> None:
+    runs = trained / "runs"
+    assert (runs / "model.pt").is_file() and (runs / "split.json").is_file()
+    split = json.loads((runs / "split.json").read_text())
+    assert set(split) >= {"training", "validation", "test"}
+    assert list(runs.glob("checkpoint_segment_checkpoint_epoch=2.pt"))
+
+
+@pytest.mark.slow
+def test_evaluating_all_images_writes_metrics(trained: Path) -> None:
+    out = trained / "eval"
+    run_bundle(
+        "evaluating", "evaluate.json", *TINY,
+        "--dataset_dir", str(trained / "phantom"), "--split", "all",
+        "--model_path", str(trained / "runs" / "model.pt"), "--output_dir", str(out), "--n_overlays", "2",
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("n_images", "dice", "iou", "hd95", "auc", "accuracy", "sensitivity", "specificity", "dice_box"):
+        assert key in metrics
+    assert metrics["n_images"] == 12 and 0 <= metrics["dice"] <= 1
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+    assert (out / "per_image.csv").read_text().count("\n") == 13
+
+
+@pytest.mark.slow
+def test_inferring_a_folder_writes_masks_and_json(trained: Path) -> None:
+    out = trained / "pred"
+    run_bundle(
+        "inferring", "inference.json", *TINY,
+        "--input_dir", str(trained / "phantom" / "Images"),
+        "--model_path", str(trained / "runs" / "model.pt"), "--output_dir", str(out),
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == summary["n_done"] == 12
+    first = sorted((trained / "phantom" / "Images").glob("*.png"))[0]
+    from PIL import Image
+
+    assert Image.open(out / f"{first.stem}_mask.png").size == Image.open(first).size
+    assert json.loads((out / f"{first.stem}.json").read_text())["diagnosis"] in ("benign", "malignant")
