@@ -131,6 +131,7 @@ class RadVLSM(nn.Module):
         radiomics: optional :class:`radvlsm.models.radiomics.RadiomicsExtractor` (not a module: no weights).
         prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
         embedding_cache_size: image embeddings kept for repeated prompts on the same image.
+        click_to_box: complete click-only prompts with a box from the response map (see ``boxes_from_clicks``).
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class RadVLSM(nn.Module):
         radiomics=None,
         prompt_learner: nn.Module | None = None,
         embedding_cache_size: int = 32,
+        click_to_box: bool = True,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -172,6 +174,7 @@ class RadVLSM(nn.Module):
         self.lesion_prompt = lesion_prompt
         self.class_prompts = list(class_prompts)
         self.embedding_cache = EmbeddingCache(max_items=embedding_cache_size, namespace="inference")
+        self.click_to_box = click_to_box
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -302,11 +305,10 @@ class RadVLSM(nn.Module):
             mask logits ``(B, 1, S, S)``, diagnosis logits ``(B, 2)``, region embedding ``(B, C)``,
             IoU prediction ``(B,)``.
         """
-        # a lone click is ambiguous (part or whole?): let SAM propose three masks and keep its best-scored one
-        single_click = boxes is None and mask_inputs is None and points is not None and points.shape[1] == 1
+        if self.click_to_box and boxes is None and mask_inputs is None and points is not None:
+            boxes = self.boxes_from_clicks(embeddings, points, point_labels)
         out = self.mask_decoder(
             embeddings,
-            multimask_output=single_click,
             boxes=None if boxes is None else boxes[:, None],
             points=None if points is None else points[:, None],
             point_labels=None if point_labels is None else point_labels[:, None],
@@ -314,6 +316,46 @@ class RadVLSM(nn.Module):
         )
         region = self.mask_decoder.region_embedding(embeddings, out.mask_logits)[:, 0]
         return out.mask_logits[:, 0], self.diagnose(region), region, out.iou_pred[:, 0]
+
+    def boxes_from_clicks(
+        self, embeddings: torch.Tensor, points: torch.Tensor, point_labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Turn clicks into a box prompt with the lesion response map (clicks alone are ambiguous for SAM).
+
+        Among the automatic candidates, the most responsive box that holds every foreground click and no
+        background click is chosen; without one, a square of a quarter of the frame centred on the clicks.
+
+        Args:
+            embeddings: ``(B, C, h, w)``.
+            points: ``(B, P, 2)`` model-frame clicks; point_labels: ``(B, P)`` (1 fg, 0 bg; None = all fg).
+
+        Returns:
+            ``(B, 4)`` boxes, used together with the clicks.
+        """
+        size = self.image_size
+        labels = (
+            torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
+            if point_labels is None
+            else point_labels
+        )
+        with torch.no_grad():
+            cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
+            cands = self.candidate_generator(minmax_per_image(cam)).to(points.device)
+        boxes = []
+        for b in range(points.shape[0]):
+            pos, neg = points[b][labels[b] == 1], points[b][labels[b] == 0]
+            anchor = pos if len(pos) else points[b]
+            chosen, best = None, -float("inf")
+            for k in range(cands.boxes.shape[1]):
+                box, strength = cands.boxes[b, k], float(cands.cam_strength[b, k])
+                usable = bool(cands.valid[b, k]) and _inside(anchor, box).all() and not _inside(neg, box).any()
+                if usable and strength > best:
+                    chosen, best = box, strength
+            if chosen is None:
+                centre, half = anchor.mean(0), size / 8
+                chosen = torch.cat([centre - half, centre + half]).clamp(0, size)
+            boxes.append(chosen)
+        return torch.stack(boxes).to(embeddings.dtype)
 
     def _mask_prompt(self, mask: torch.Tensor) -> torch.Tensor:
         """``(B, 1, S, S)`` binary/probability mask -> dense mask-prompt logits (SAM's prompt encoder takes ``S``)."""
@@ -427,6 +469,11 @@ class RadVLSM(nn.Module):
                 )
             )
         return results
+
+
+def _inside(points: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` whether each ``(P, 2)`` point lies in the ``x1, y1, x2, y2`` box."""
+    return (points[:, 0] >= box[0]) & (points[:, 0] <= box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
 
 
 def validate_prompts(

@@ -102,3 +102,19 @@ def test_frozen_encoder_stays_in_eval_mode_while_training(tiny) -> None:
     tiny.train()
     assert tiny.image_encoder.training
     tiny.eval()
+
+
+def test_clicks_become_boxes_that_hold_them(tiny) -> None:
+    emb = tiny.encode_image(torch.rand(3, 1, 64, 64))
+    points = torch.tensor([[[10.0, 12.0]], [[60.0, 3.0]], [[32.0, 32.0]]])
+    boxes = tiny.boxes_from_clicks(emb, points, torch.ones(3, 1, dtype=torch.long))
+    assert boxes.shape == (3, 4)
+    assert ((boxes >= 0) & (boxes <= 64)).all()
+    for box, (x, y) in zip(boxes, points[:, 0], strict=True):
+        assert box[0] <= x <= box[2] and box[1] <= y <= box[3]
+    tiny.click_to_box = False
+    try:
+        mask_logits, *_ = tiny.forward_prompted(emb[:1], points=points[:1], point_labels=torch.ones(1, 1).long())
+        assert mask_logits.shape == (1, 1, 64, 64)
+    finally:
+        tiny.click_to_box = True
