@@ -16,6 +16,7 @@ from radvlsm.data.datalist import load_dataset
 from radvlsm.data.phantom import ensure_phantom_dataset
 from radvlsm.data.records import DatasetReport
 from radvlsm.data.splits import all_split, read_split, split_by_case, write_split
+from radvlsm.engine.distributed import barrier, is_main_process
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader, stage_modules
 from radvlsm.errors import RadVLSMInputError
@@ -28,7 +29,8 @@ def prepare_dataset(dataset_dir: str, phantom_images: int = 60, seed: int = 0, v
     """Load a dataset folder (BUS-BRA or BUSI layout, or a datalist JSON); make the phantom when asked for it.
 
     A ``dataset_dir`` whose last part is ``phantom`` and that holds no dataset yet is filled with the
-    built-in synthetic phantom, so the default run works offline.
+    built-in synthetic phantom, so the default run works offline. In a multi-process run only rank 0
+    generates it; the other ranks wait for it at a barrier.
 
     Args:
         dataset_dir: the folder or datalist JSON.
@@ -37,9 +39,11 @@ def prepare_dataset(dataset_dir: str, phantom_images: int = 60, seed: int = 0, v
         validate: check every image and mask (skipped items are counted and reported).
     """
     path = Path(dataset_dir).expanduser()
-    if path.name == "phantom" and not (path / "bus_data.csv").is_file():
-        logger.info("no dataset at %s: generating the built-in phantom (%d images)", path, phantom_images)
-        ensure_phantom_dataset(path, n_images=phantom_images, seed=seed)
+    if path.name == "phantom":
+        if is_main_process() and not (path / "bus_data.csv").is_file():
+            logger.info("no dataset at %s: generating the built-in phantom (%d images)", path, phantom_images)
+            ensure_phantom_dataset(path, n_images=phantom_images, seed=seed)
+        barrier()  # every rank passes it, whether or not rank 0 had to generate anything
     if not path.exists():
         raise RadVLSMInputError("dataset folder not found (pass --dataset_dir DIR)", str(path))
     report = load_dataset(path, validate=validate)
@@ -65,7 +69,7 @@ def prepare_splits(
             ``training``, ``validation``, ``test`` (the patient split: ``split_file`` when it exists, else
             split by patient and write the split to ``output_dir/split.json``).
         split_file: a split JSON of image IDs (the bundle ships the BUS-BRA development split).
-        output_dir: where a newly made split is written.
+        output_dir: where a newly made split is written (by rank 0 only in a multi-process run).
         seed: split seed.
         fractions: training, validation, test fractions of patients.
     """
@@ -79,7 +83,7 @@ def prepare_splits(
         logger.info("split from %s", split_file)
     else:
         splits = split_by_case(report.items, fractions=tuple(fractions), seed=seed)
-        if output_dir:
+        if output_dir and is_main_process():
             target = Path(output_dir) / "split.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             write_split(target, splits, dataset_name=Path(report.root).name, seed=seed)
@@ -91,6 +95,15 @@ def prepare_splits(
 def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True, train_encoder: bool = False):
     """Save the stage's trained modules, optimiser and progress every epoch; resume from that file when it exists.
 
+    In a multi-process run only rank 0 writes (the ranks hold the same weights); every rank resumes.
+
+    Args:
+        trainer: the stage's :class:`SupervisedTrainer`.
+        ckpt_dir: checkpoint folder.
+        stage: ``align`` or ``segment`` (names the files).
+        resume: load the newest checkpoint of this stage when there is one.
+        train_encoder: the image encoder is trained (and so checkpointed) too.
+
     Returns:
         the trainer (for chaining in JSON).
     """
@@ -99,6 +112,7 @@ def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True
     modules = stage_modules(trainer.network, stage, train_encoder)  # not the frozen towers: small files
     save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
     name = f"checkpoint_{stage}"
+    # built on every rank (its first use of ignite.distributed is collective); ignite's DiskSaver writes on rank 0
     CheckpointSaver(str(folder), save_dict, file_prefix=name, save_interval=1, n_saved=1, epoch_level=True).attach(
         trainer
     )
@@ -122,11 +136,15 @@ def run_fusion_stage(
 
 
 def save_model(model, path: str, metrics: dict | None = None) -> str:
-    """Write the shippable weights atomically (``path.tmp`` then rename), with a JSON of the metrics beside it."""
+    """Write the shippable weights atomically (``path.tmp`` then rename), with a JSON of the metrics beside it.
+
+    Floating-point weights are stored in float16 (half the size; loading casts them back to the model's dtype).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(target.suffix + ".tmp")
-    torch.save(trained_state_dict(model), tmp)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in trained_state_dict(model).items()}
+    torch.save(state, tmp)
     tmp.replace(target)
     if metrics is not None:
         target.with_suffix(".json").write_text(json.dumps(metrics, indent=2, default=float))

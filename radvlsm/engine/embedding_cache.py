@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -29,7 +30,8 @@ class EmbeddingCache:
 
     Args:
         max_items: embeddings kept in memory (least recently used dropped first).
-        cache_dir: optional folder of ``<key>.pt`` files that survive restarts.
+        cache_dir: optional folder of ``<key>.pt`` files that survive restarts; processes (e.g. training ranks)
+            may share it: each file is written under a per-process temporary name, then renamed atomically.
         namespace: identifies the encoder weights; part of every key.
         dtype: storage dtype (``float16`` halves memory; values are returned as float32).
     """
@@ -101,7 +103,8 @@ class EmbeddingCache:
                 self._remember(keys[i], value)
                 found[i] = value
                 if self.cache_dir is not None:
-                    tmp = self.cache_dir / f"{keys[i]}.pt.tmp"
+                    # a per-process temporary name: ranks sharing the folder never write the same file
+                    tmp = self.cache_dir / f"{keys[i]}.pt.{os.getpid()}.tmp"
                     torch.save(value, tmp)
                     tmp.replace(self.cache_dir / f"{keys[i]}.pt")
         return torch.stack([found[i] for i in range(len(keys))]).to(images.device, torch.float32)

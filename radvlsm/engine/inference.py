@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
 from radvlsm.engine.evaluation import read_gray
 from radvlsm.errors import RadVLSMInputError
@@ -66,3 +68,23 @@ def predict_images(model, source: str | Path, output_dir: str | Path) -> dict:
     report = {"n_images": len(files), "n_done": len(results), "failures": failures, "results": results}
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+class MaskOutput(nn.Module):
+    """Tensor-in, tensor-out view of the automatic pipeline: the fused lesion-mask probability.
+
+    :class:`RadVLSM` returns a dataclass; tools that expect a network mapping an image batch to one tensor
+    (MONAI's ``verify_net_in_out``, TorchScript-style exporters) call this instead. It holds no weights
+    of its own (its state dict is the model's under ``model.``).
+
+    Args:
+        model: the :class:`radvlsm.models.radvlsm.RadVLSM`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, S, S)`` model-frame images in [0, 1] -> ``(B, 1, S, S)`` fused lesion probability."""
+        return self.model(images=images).fused.mask_prob

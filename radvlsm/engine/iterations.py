@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points, jitter_boxes
+from radvlsm.engine.training_step import TrainingStep
 
 
 def _batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,6 +43,9 @@ class StageIteration:
         train_encoder: back-propagate into the image encoder (GPU use; CPU keeps it frozen).
         box_jitter: maximum truth-box jitter as a fraction of the box size (stage ``segment``).
         seed: seeds the prompt-sampling generator.
+        step: the module that computes the loss, e.g. a DistributedDataParallel-wrapped
+            :class:`TrainingStep` (multi-process training); None: a plain :class:`TrainingStep` over
+            ``engine.network`` (the same computation).
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class StageIteration:
         train_encoder: bool = False,
         box_jitter: float = 0.1,
         seed: int = 0,
+        step: nn.Module | None = None,
     ) -> None:
         if stage not in ("align", "segment"):
             raise ValueError(f"unknown training stage {stage!r}; expected 'align' or 'segment'")
@@ -60,19 +66,23 @@ class StageIteration:
         self.train_encoder = train_encoder
         self.box_jitter = box_jitter
         self.generator = torch.Generator().manual_seed(seed)
+        self.step = step
 
     def __call__(self, engine, batch: dict) -> dict[str, Any]:
         model = engine.network
         model.train()
         images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
-        embeddings = _embeddings(model, images, self.cache, self.train_encoder)
+        # a tuned encoder runs inside the step (its gradients must pass through DDP too)
+        embeddings = None if self.train_encoder else _embeddings(model, images, self.cache, False)
         engine.optimizer.zero_grad(set_to_none=True)
+        texts = boxes = points = None
         if self.stage == "align":
-            total, terms = self.loss.align(model, embeddings, labels, list(batch["text"]), diagnosis)
+            texts = list(batch["text"])
         else:
             boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
             points = foreground_points(labels, self.generator)
-            total, terms, _ = self.loss.segment(model, embeddings, labels, diagnosis, boxes, points)
+        step = TrainingStep(model, self.loss, self.stage) if self.step is None else self.step
+        total, terms = step(embeddings, labels, diagnosis, texts, boxes, points, images=images)
         total.backward()
         engine.optimizer.step()
         return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}

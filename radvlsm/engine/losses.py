@@ -87,7 +87,12 @@ class RadVLSMLoss(nn.Module):
         patches = model.aligner.project_patches(embeddings)
         region = masked_region_embedding(patches, label)
         text = model.text_embedding(list(texts))
-        terms = {"contrastive": contrastive_loss(region, text, model.aligner.logit_scale)}
+        # InfoNCE needs negatives: a last batch of one image (N % batch_size == 1) trains the other terms only
+        terms = {
+            "contrastive": contrastive_loss(region, text, model.aligner.logit_scale)
+            if region.shape[0] > 1
+            else region.sum() * 0.0
+        }
         classes = model.text_embedding(model.class_prompts)
         scale = model.aligner.logit_scale.exp().clamp(max=100)
         terms["class_alignment"] = F.cross_entropy(scale * region @ classes.t(), diagnosis)

@@ -7,6 +7,7 @@ every part small and randomly initialised, for tests.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from radvlsm.data.clinical_text import ClinicalLexicon
+from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.align import PromptLearner, SemanticAligner
 from radvlsm.models.candidates import CandidateGenerator
@@ -137,4 +139,21 @@ def load_trained_weights(model: RadVLSM, path: str | Path) -> RadVLSM:
             f"unexpected {result.unexpected_keys[:5]}",
             str(path),
         )
+    return model
+
+
+def with_embedding_cache(model: RadVLSM, cache_dir: str | Path | None, max_items: int = 32) -> RadVLSM:
+    """Mirror the model's image-embedding cache to ``cache_dir`` (reruns skip the encoder); no-op when empty.
+
+    Args:
+        model: the :class:`RadVLSM`.
+        cache_dir: folder of cached embeddings, keyed by image content and ``model.embedding_cache.namespace``.
+        max_items: embeddings kept in memory.
+    """
+    if cache_dir:
+        digest = hashlib.sha1()
+        for tensor in model.image_encoder.state_dict().values():  # a tuned encoder never reuses stale files
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        namespace = f"{model.embedding_cache.namespace}:{digest.hexdigest()[:16]}"
+        model.embedding_cache = EmbeddingCache(max_items=max_items, cache_dir=cache_dir, namespace=namespace)
     return model

@@ -42,6 +42,36 @@ def test_metadata_verifies_against_the_local_schema() -> None:
     assert "metadata is verified with no error" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
+def test_verify_net_in_out_on_the_real_network() -> None:
+    """MONAI's shape/dtype check of the shipped architecture, through the tensor-in/tensor-out mask adapter."""
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "verify_net_in_out", "mask_network_def",
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--config_file", str(BUNDLE / "configs" / "inference.json"),
+        "--device", "cpu",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "data shape of network is verified with no error" in result.stdout + result.stderr
+
+
+def test_mask_adapter_returns_the_fused_mask_probability() -> None:
+    import torch
+
+    from radvlsm.engine.inference import MaskOutput
+    from radvlsm.models.build import build_radvlsm
+
+    model = build_radvlsm("tiny", radiomics=False).eval()
+    images = torch.rand(2, 1, model.image_size, model.image_size)
+    with torch.no_grad():
+        mask = MaskOutput(model)(images)
+        expected = model(images=images).fused.mask_prob
+    assert mask.shape == (2, 1, model.image_size, model.image_size) and mask.dtype == torch.float32
+    assert torch.equal(mask, expected) and 0 <= float(mask.min()) <= float(mask.max()) <= 1
+    assert set(MaskOutput(model).state_dict()) == {f"model.{k}" for k in model.state_dict()}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("bundle")

@@ -54,3 +54,25 @@ def test_stage_parameters_freeze_everything_else() -> None:
     seg = {id(p) for p in stage_parameters(model, "segment")}
     assert {id(p) for p in model.mask_decoder.parameters()} <= seg
     assert not any(p.requires_grad for p in model.aligner.parameters())
+
+
+def test_align_step_on_a_batch_of_one_image() -> None:
+    """A last batch of one (N % batch_size == 1) has no InfoNCE negatives; the other terms still train."""
+    torch.manual_seed(0)
+    model = build_radvlsm(variant="tiny", text_encoder="tiny", embed_dim=32)
+    size = model.image_size
+    label = torch.zeros(1, 1, size, size)
+    label[..., 10:30, 12:40] = 1
+    embeddings = model.encode_image(torch.rand(1, 1, size, size))
+    total, terms = RadVLSMLoss().align(model, embeddings, label, ["oval circumscribed mass"], torch.tensor([0]))
+    assert torch.isfinite(total) and float(terms["contrastive"]) == 0.0
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.aligner.parameters())
+
+
+def test_cached_loader_gives_the_same_items(phantom_dir) -> None:
+    items = prepare_splits(prepare_dataset(str(phantom_dir)), "all")["all"][:3]
+    plain = next(iter(make_loader(items, "eval", batch_size=3, image_size=64)))
+    cached = next(iter(make_loader(items, "eval", batch_size=3, image_size=64, cache=True)))
+    assert torch.equal(torch.as_tensor(plain["image"]), torch.as_tensor(cached["image"]))
+    assert torch.equal(torch.as_tensor(plain["label"]), torch.as_tensor(cached["label"]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import build_radvlsm, load_trained_weights, trained_state_dict
+from radvlsm.models.build import build_radvlsm, load_trained_weights, trained_state_dict, with_embedding_cache
 
 
 def test_unknown_variant_and_missing_checkpoint() -> None:
@@ -38,3 +38,25 @@ def test_corrupt_or_mismatched_weights_are_refused(tmp_path) -> None:
         load_trained_weights(model, tmp_path / "other.pt")
     with pytest.raises(RadVLSMInputError, match="not found"):
         load_trained_weights(model, tmp_path / "missing.pt")
+
+
+def test_disk_embedding_cache_is_reused_and_keyed_by_encoder_weights(tmp_path) -> None:
+    first = with_embedding_cache(build_radvlsm(variant="tiny", text_encoder="tiny"), tmp_path / "emb").eval()
+    image = torch.rand(1, 1, first.image_size, first.image_size)
+    reference = first.embedding_cache.get_or_compute(image, first.image_encoder)
+    assert len(list((tmp_path / "emb").glob("*.pt"))) == 1
+
+    torch.manual_seed(0)
+    again = build_radvlsm(variant="tiny", text_encoder="tiny")
+    again.image_encoder.load_state_dict(first.image_encoder.state_dict())
+    again = with_embedding_cache(again, tmp_path / "emb").eval()
+    assert torch.allclose(again.embedding_cache.get_or_compute(image, again.image_encoder), reference, atol=1e-2)
+    assert again.embedding_cache.hits == 1 and again.embedding_cache.misses == 0
+
+    tuned = build_radvlsm(variant="tiny", text_encoder="tiny")
+    with torch.no_grad():
+        next(tuned.image_encoder.parameters()).add_(1.0)
+    tuned = with_embedding_cache(tuned, tmp_path / "emb").eval()
+    tuned.embedding_cache.get_or_compute(image, tuned.image_encoder)
+    assert tuned.embedding_cache.misses == 1  # other encoder weights never read the first model's files
+    assert with_embedding_cache(tuned, "").embedding_cache is tuned.embedding_cache

@@ -1,0 +1,146 @@
+"""The method's parts and baselines side by side on one split, one image-encoder pass per image.
+
+For every test image (at its original size, as the bundle's evaluation):
+
+- ``automatic``: the full prompt-free pipeline (candidates, reliability, MCRA);
+- ``single_best_candidate``: the most reliable candidate's mask alone (no MCRA fusion);
+- ``focus_map_only``: the lesion response map thresholded at 0.5 (no SAM);
+- ``truth_box`` / ``centre_click``: the fine-tuned decoder with the truth box / one click at the lesion centre;
+- ``litemedsam_truth_box``: the pretrained LiteMedSAM decoder with the truth box, no fine-tuning;
+- diagnosis AUC with and without the radiomics fusion.
+
+Usage::
+
+    python benchmarks/ablations.py --dataset_dir ../shared/data/bus-bra --split_file SPLIT.json \
+        --model_path model.pt --out ablations.json [--split test] [--limit N] [--cache_dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radvlsm.data.geometry import LongestSideGeometry
+from radvlsm.engine.bundle import prepare_dataset, prepare_splits
+from radvlsm.engine.evaluation import read_gray, truth_prompts
+from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
+from radvlsm.models.build import build_radvlsm, load_trained_weights, with_embedding_cache
+from radvlsm.models.radvlsm import minmax_normalize, validate_prompts
+
+logger = logging.getLogger("benchmarks.ablations")
+
+SEGMENTATION_ROWS = (
+    "automatic",
+    "single_best_candidate",
+    "focus_map_only",
+    "truth_box",
+    "centre_click",
+    "litemedsam_truth_box",
+)
+
+
+def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.ndarray) -> float:
+    """Dice at the original size of a ``(S, S)`` model-frame probability or binary map (threshold 0.5)."""
+    mask = geometry.model_to_original(mask_model.float()).cpu().numpy() > 0.5
+    return float(segmentation_metrics(mask, truth)["dice"][0])
+
+
+@torch.inference_mode()
+def run(
+    dataset_dir: str,
+    split_file: str,
+    model_path: str,
+    split: str = "test",
+    limit: int = 0,
+    cache_dir: str | None = None,
+    network: dict | None = None,
+) -> dict:
+    """Evaluate every row on the split; returns means over images and the diagnosis AUCs."""
+    network = network or {"variant": "litemedsam", "text_encoder": "minilm", "radiomics": True}
+    model = with_embedding_cache(load_trained_weights(build_radvlsm(**network), model_path), cache_dir).eval()
+    untuned = build_radvlsm(**network).eval()  # the pretrained LiteMedSAM decoder, untouched
+    cache = model.embedding_cache  # with --cache_dir, shared with the bundle's evaluation (same keys)
+    items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
+    if limit:
+        items = items[:limit]
+    rows: dict[str, list[float]] = {name: [] for name in SEGMENTATION_ROWS}
+    probs_fused, probs_visual, labels = [], [], []
+    started = time.perf_counter()
+    for i, item in enumerate(items):
+        image = read_gray(item["image"])
+        truth = read_gray(item["label"]) > 0
+        geometry = LongestSideGeometry(image.shape, model.image_size)
+        x = geometry.image_to_model(minmax_normalize(image))[None]
+        emb = cache.get_or_compute(x, model.image_encoder)
+        out = model(embeddings=emb, content_size=geometry.resized_size)
+        rows["automatic"].append(_dice(out.fused.mask_prob[0, 0], geometry, truth))
+        reliability = out.reliability_logits.masked_fill(~out.candidates.valid, float("-inf"))
+        best = int(reliability[0].argmax())
+        rows["single_best_candidate"].append(_dice(torch.sigmoid(out.mask_logits[0, best, 0]), geometry, truth))
+        rows["focus_map_only"].append(_dice(out.cam[0, 0], geometry, truth))
+        binary = (out.fused.mask_prob > 0.5).float()
+        final_logits, _ = model.fuse_radiomics(x, binary, out.fused.region_emb, out.fused.diag_logits)
+        probs_fused.append(float(torch.softmax(final_logits, -1)[0, 1]))
+        probs_visual.append(float(torch.softmax(out.fused.diag_logits, -1)[0, 1]))
+        labels.append(int(item.get("diagnosis", 0)))
+        box, click = truth_prompts(truth)
+        if box is not None:
+            p_box = validate_prompts(geometry, None, None, box, None)
+            p_click = validate_prompts(geometry, click, [1], None, None)
+            logits, *_ = model.forward_prompted(emb, boxes=p_box["box"])
+            rows["truth_box"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
+            logits, *_ = model.forward_prompted(emb, points=p_click["points"], point_labels=p_click["point_labels"])
+            rows["centre_click"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
+            logits, *_ = untuned.forward_prompted(emb, boxes=p_box["box"])
+            rows["litemedsam_truth_box"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
+        if (i + 1) % 25 == 0 or i + 1 == len(items):
+            logger.info(
+                "%d/%d images (%.2f s/image): automatic Dice %.3f, truth box %.3f",
+                i + 1,
+                len(items),
+                (time.perf_counter() - started) / (i + 1),
+                np.mean(rows["automatic"]),
+                np.mean(rows["truth_box"]) if rows["truth_box"] else float("nan"),
+            )
+    y = np.asarray(labels)
+    summary = {
+        "n_images": len(items),
+        "split": split,
+        "model_path": str(model_path),
+        "dice": {name: float(np.mean(v)) if v else float("nan") for name, v in rows.items()},
+        "auc_with_radiomics": diagnosis_metrics(np.asarray(probs_fused), y)["auc"],
+        "auc_visual_only": diagnosis_metrics(np.asarray(probs_visual), y)["auc"],
+        "accuracy_with_radiomics": diagnosis_metrics(np.asarray(probs_fused), y)["accuracy"],
+        "accuracy_visual_only": diagnosis_metrics(np.asarray(probs_visual), y)["accuracy"],
+    }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_dir", required=True)
+    parser.add_argument("--split_file", required=True)
+    parser.add_argument("--model_path", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
+    parser.add_argument("--cache_dir", default=None, help="keep image embeddings on disk for reruns")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    summary = run(args.dataset_dir, args.split_file, args.model_path, args.split, args.limit, args.cache_dir)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2))
+    logger.info("written %s: %s", args.out, json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

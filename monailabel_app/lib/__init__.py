@@ -1,0 +1,1 @@
+"""Rad-VLSM MONAI Label app: task configs, infer tasks, trainer, scoring and active learning."""

@@ -1,0 +1,133 @@
+"""Shared infer task: read the image, run :meth:`RadVLSM.predict` with the task's prompts, write the mask.
+
+Each request goes through MONAI Label's :class:`BasicInferTask` pipeline (pre-transforms, inferer,
+writer). The network comes from the app's :class:`lib.bundle_model.BundleModel` (one per device,
+reloaded when ``model.pt`` changes); its embedding cache makes repeated prompts on one image cheap. The
+label is written with the image's file geometry (PNG for PNG/JPEG images, NIfTI for DICOM/NIfTI ones);
+the result JSON carries the task's findings, the image size, whether the embedding was cached and the
+served weights. Bad input raises 422 with the problem in words.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from lib.bundle_model import BundleModel
+from lib.http_errors import client_errors
+from lib.images import LoadedImage, label_extension, load_image_2d
+from radvlsm.models.result import RadVLSMResult
+
+logger = logging.getLogger(__name__)
+
+LABELS = {"lesion": 1}
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN/inf floats replaced by None (strict JSON, as FastAPI's JSON answers need)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+class LoadUltrasoundImaged:
+    """Pre-transform: ``data["image"]`` (a file path) -> :class:`lib.images.LoadedImage`."""
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Read the image named by ``data["image"]``."""
+        data["image"] = load_image_2d(str(data["image"]))
+        return data
+
+
+class RadVLSMInferTask(BasicInferTask):
+    """Base of the app's infer tasks.
+
+    Args:
+        model: the shared network provider.
+        name: the task's name (prefixed to error messages).
+        type: MONAI Label infer type (what clients offer the task for).
+        description: shown by clients.
+        config: extra request defaults shown by clients.
+    """
+
+    def __init__(
+        self,
+        model: BundleModel,
+        name: str,
+        type: str | InferType,
+        description: str,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            path=str(model.weights_path),
+            network=None,
+            type=type,
+            labels=LABELS,
+            dimension=2,
+            description=description,
+            config=config,
+            load_strict=False,
+        )
+        self.model = model
+        self.name = name
+        if model.options.device:
+            self._config["device"] = model.options.device
+
+    def is_valid(self) -> bool:
+        """Always servable: without ``model.pt`` the untrained heads are served (with a warning)."""
+        return True
+
+    def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Read the image (clear 422 for unreadable files and 3D volumes)."""
+        return [LoadUltrasoundImaged()]
+
+    def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Nothing: the inferer already returns the mask in the file's geometry."""
+        return []
+
+    @abstractmethod
+    def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
+        """``RadVLSM.predict`` keyword arguments (``points``, ``point_labels``, ``box``, ``mask``) from the request."""
+
+    @abstractmethod
+    def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
+        """The task's part of the result JSON."""
+
+    def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[Any, dict]:
+        """Run the task; bad input -> ``HTTPException`` 422 naming the task and the problem."""
+        with client_errors(self.name):
+            return super().__call__(request, callbacks)
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict:
+        """Predict with the task's prompts; store the mask (``pred``) and the result JSON (``result``)."""
+        image: LoadedImage = data["image"]
+        prompts = self.prompts(data, image)
+        with self.model.lock:
+            network = self.model.get(device)
+            hits = network.embedding_cache.hits
+            result = network.predict(image.gray, **prompts)
+            cached = network.embedding_cache.hits > hits
+            served = self.model.status(device)
+        data["pred"] = image.to_file_geometry(result.mask)
+        data["pred_meta_dict"] = {"affine": image.affine}
+        data["result_extension"] = data.get("result_extension") or label_extension(image.path)
+        data["result"] = finite_json(
+            {
+                **self.findings(result, prompts),
+                "image_size": list(image.size_hw),
+                "embedding_cached": cached,
+                "model": served,
+            }
+        )
+        logger.info("%s on %s: %s", self.name, image.path, {k: data["result"].get(k) for k in ("diagnosis",)})
+        return data

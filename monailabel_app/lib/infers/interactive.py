@@ -1,0 +1,54 @@
+"""``radvlsm_interactive``: foreground/background clicks and an optional ROI box (OHIF and Slicer point tools)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monailabel.interfaces.tasks.infer_v2 import InferType
+
+from lib.bundle_model import BundleModel
+from lib.images import LoadedImage
+from lib.infers.base import RadVLSMInferTask
+from lib.prompts import parse_points, parse_roi
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.result import RadVLSMResult
+
+
+class RadVLSMInteractive(RadVLSMInferTask):
+    """Prompted segmentation (type ``deepgrow``, so clients' point and ROI tools drive it).
+
+    The image embedding is cached per image by the network, so after the first click on an image each
+    further click only runs the prompt encoder and mask decoder.
+
+    Args:
+        model: the shared network provider.
+        name: the task's name.
+    """
+
+    def __init__(self, model: BundleModel, name: str = "radvlsm_interactive") -> None:
+        super().__init__(
+            model,
+            name,
+            InferType.DEEPGROW,
+            "Rad-VLSM interactive lesion segmentation from foreground/background clicks and an optional ROI box",
+        )
+
+    def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
+        """``foreground``/``background`` clicks and ``roi`` -> points, point labels and box.
+
+        Raises:
+            RadVLSMInputError: no foreground click and no ROI, or a malformed / outside prompt.
+        """
+        fg = parse_points(data.get("foreground"), "foreground", image.size_hw)
+        bg = parse_points(data.get("background"), "background", image.size_hw)
+        box = parse_roi(data.get("roi"), image.size_hw)
+        if not fg and box is None:
+            raise RadVLSMInputError("give at least one foreground point or a roi box", "prompts")
+        prompts: dict[str, Any] = {"box": box}
+        if fg or bg:
+            prompts.update(points=fg + bg, point_labels=[1] * len(fg) + [0] * len(bg))
+        return prompts
+
+    def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
+        """The summary (no automatic candidates) plus the prompts as the model used them."""
+        return {**result.summary(), "prompts": prompts}

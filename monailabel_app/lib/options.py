@@ -1,0 +1,116 @@
+"""The app's settings, from MONAI Label's ``--conf key value`` pairs.
+
+Keys (all optional):
+
+- ``models``: ``radvlsm`` or ``all`` (the only model config of this app).
+- ``bundle``: the bundle folder (default ``<app>/../bundles/radvlsm_breast_us``, served in place).
+- ``model_dir``: where ``model.pt`` is read and training publishes it (default ``<bundle>/models``).
+- ``work_dir``: training runs and their datalists (default ``<app>/model/radvlsm``).
+- ``device``: ``cpu``, ``cuda``, ``cuda:1`` ... (default: a GPU when there is one, else the CPU).
+- ``preload``: ``true`` builds the network at start-up instead of at the first request.
+- ``network_def#<arg>``: any bundle ``network_def`` argument, e.g. ``network_def#variant tiny``
+  (values are parsed as JSON when they can be: ``32`` is a number, ``true`` a boolean).
+- ``dicomweb_search_filter``: JSON QIDO filter for a DICOMweb datastore (default ``{"Modality": "US"}``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radvlsm.errors import RadVLSMInputError
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAMES = ("radvlsm",)
+BUNDLE_NAME = "radvlsm_breast_us"
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--conf`` value as JSON when it is JSON (numbers, booleans, lists), else the string itself."""
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return text
+
+
+def selected_models(conf: dict[str, str]) -> list[str]:
+    """The model configs named by ``--conf models`` (default all).
+
+    Raises:
+        RadVLSMInputError: for a name this app does not have (the message lists the names it has).
+    """
+    names = [n.strip() for n in str(conf.get("models", "all")).split(",") if n.strip()]
+    unknown = [n for n in names if n != "all" and n not in MODEL_NAMES]
+    if unknown or not names:
+        raise RadVLSMInputError(
+            f"unknown model(s) {unknown or names}; this app has: all, {', '.join(MODEL_NAMES)}", "--conf models"
+        )
+    return list(MODEL_NAMES) if "all" in names else names
+
+
+@dataclass
+class AppOptions:
+    """Resolved app settings.
+
+    Args:
+        app_dir: the app folder.
+        bundle_path: the bundle folder (with ``configs/inference.json`` and ``configs/train.json``).
+        model_dir: folder of ``model.pt``.
+        work_dir: folder for training runs.
+        device: requested device, or None for automatic.
+        preload: build the network at start-up.
+        network_overrides: bundle ids (``network_def#...``) and values applied to every config.
+        search_filter: DICOMweb QIDO search filter.
+    """
+
+    app_dir: Path
+    bundle_path: Path
+    model_dir: Path
+    work_dir: Path
+    device: str | None = None
+    preload: bool = False
+    network_overrides: dict[str, Any] = field(default_factory=dict)
+    search_filter: dict[str, Any] = field(default_factory=lambda: {"Modality": "US"})
+
+    @property
+    def weights_path(self) -> Path:
+        """The served weights: ``<model_dir>/model.pt``."""
+        return self.model_dir / "model.pt"
+
+    @classmethod
+    def from_conf(cls, app_dir: str | Path, conf: dict[str, str]) -> AppOptions:
+        """Resolve the settings.
+
+        Args:
+            app_dir: the app folder.
+            conf: MONAI Label's ``--conf`` pairs.
+
+        Raises:
+            RadVLSMInputError: the bundle folder has no ``configs/inference.json``, or a bad filter.
+        """
+        app = Path(app_dir).resolve()
+        bundle = Path(conf.get("bundle") or app.parent / "bundles" / BUNDLE_NAME).expanduser().resolve()
+        if not (bundle / "configs" / "inference.json").is_file():
+            raise RadVLSMInputError(
+                "not a bundle folder (no configs/inference.json); set --conf bundle DIR", str(bundle)
+            )
+        overrides = {k: parse_value(v) for k, v in conf.items() if k.startswith("network_def#")}
+        search_filter = parse_value(conf.get("dicomweb_search_filter", '{"Modality": "US"}'))
+        if not isinstance(search_filter, dict):
+            raise RadVLSMInputError('must be a JSON object, e.g. {"Modality": "US"}', "dicomweb_search_filter")
+        device = str(conf.get("device") or "").strip() or None
+        return cls(
+            app_dir=app,
+            bundle_path=bundle,
+            model_dir=Path(conf.get("model_dir") or bundle / "models").expanduser().resolve(),
+            work_dir=Path(conf.get("work_dir") or app / "model" / "radvlsm").expanduser().resolve(),
+            device=None if device in (None, "auto") else device,
+            preload=str(conf.get("preload", "false")).lower() in TRUE_WORDS,
+            network_overrides=overrides,
+            search_filter=search_filter,
+        )

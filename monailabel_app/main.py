@@ -1,0 +1,120 @@
+"""MONAI Label app serving the Rad-VLSM breast-ultrasound bundle (``bundles/radvlsm_breast_us``) in place.
+
+Run::
+
+    monailabel start_server --app monailabel_app --studies DIR --conf models radvlsm
+
+Tasks: ``radvlsm_auto`` (segmentation with the diagnosis in its JSON), ``radvlsm_interactive``
+(deepgrow: clicks and ROI), ``radvlsm_region`` (region recognition), trainer ``radvlsm``, scoring and
+strategy ``radvlsm_reliability`` (plus ``random`` and ``first``). See ``lib/options.py`` for ``--conf`` keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import monailabel
+from lib.configs import CONFIGS
+from lib.datastores import dicomweb_datastore, local_datastore
+from lib.http_errors import not_found
+from lib.options import AppOptions, selected_models
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.generic import strtobool
+
+logger = logging.getLogger(__name__)
+
+
+class RadVLSMApp(MONAILabelApp):
+    """The app: model configs from ``--conf models``, local or DICOMweb datastore, 4xx for bad requests.
+
+    Args:
+        app_dir: this folder.
+        studies: a folder of 2D images, or a DICOMweb URL.
+        conf: ``--conf`` pairs (see :mod:`lib.options`).
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.options = AppOptions.from_conf(app_dir, conf)
+        self.models: dict[str, Any] = {}
+        for name in selected_models(conf):
+            config = CONFIGS[name]()
+            config.init(name, os.path.join(app_dir, "model"), conf, None, app_dir=app_dir)
+            self.models[name] = config
+        logger.info("models: %s", list(self.models))
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name=f"MONAILabel - Rad-VLSM breast ultrasound ({monailabel.__version__})",
+            description="Rad-VLSM lesion segmentation, interactive segmentation and diagnosis for 2D breast ultrasound",
+            version=monailabel.__version__,
+        )
+
+    def init_datastore(self) -> Datastore:
+        """A local image folder, or DICOMweb (e.g. Orthanc, series with ``Modality=US``) when ``--studies`` is a URL."""
+        if self.studies.startswith(("http://", "https://")):
+            self.studies = self.studies.rstrip("/").strip()
+            try:  # dcmqi converts labels to DICOM SEG for OHIF; MONAI Label fetches it from GitHub
+                self._download_dcmqi_tools()
+            except Exception as exc:
+                logger.warning("dcmqi tools unavailable (%s): put itkimage2segimage on PATH for DICOM SEG output", exc)
+            return dicomweb_datastore(self.studies, self.options.search_filter)
+        return local_datastore(self.studies)
+
+    def init_infers(self) -> dict[str, InferTask]:
+        """Every model config's infer tasks."""
+        infers: dict[str, InferTask] = {}
+        for config in self.models.values():
+            infers.update(config.infer())
+        logger.info("infer tasks: %s", list(infers))
+        return infers
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        """One trainer per model config (none with ``--conf skip_trainers true``)."""
+        if strtobool(self.conf.get("skip_trainers", "false")):
+            return {}
+        return {name: config.trainer() for name, config in self.models.items()}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        """``random``, ``first`` and each model config's strategies."""
+        strategies: dict[str, Strategy] = {"random": Random(), "first": First()}
+        for config in self.models.values():
+            strategies.update(config.strategy() or {})
+        return strategies
+
+    def init_scoring_methods(self) -> dict[str, ScoringMethod]:
+        """Each model config's scoring methods (run at start-up and after training when auto-update is on)."""
+        methods: dict[str, ScoringMethod] = {}
+        for config in self.models.values():
+            methods.update(config.scoring_method() or {})
+        return methods
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's infer, with 404 for an unknown model or image instead of a 500.
+
+        Raises:
+            HTTPException: 404 naming the unknown model (and the available ones) or image.
+        """
+        model = request.get("model")
+        if model not in self._infers:
+            raise not_found(f"unknown model {model!r}; available: {', '.join(self._infers)}")
+        image = request.get("image")
+        if isinstance(image, str) and image and not os.path.exists(image):
+            store = datastore or self.datastore()
+            try:
+                uri = store.get_image_uri(image)
+            except Exception as exc:  # a remote datastore fails in its own ways for an unknown ID
+                logger.warning("datastore lookup of %s failed: %s", image, exc)
+                uri = ""
+            if not uri:
+                raise not_found(f"image {image!r} is not in the datastore at {self.studies}")
+        return super().infer(request, datastore)

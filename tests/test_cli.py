@@ -1,0 +1,28 @@
+"""The ``radvlsm`` command line: reports, phantom data, clear errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+from radvlsm.cli import main
+
+
+def test_data_report_counts_classes(phantom_dir, capsys) -> None:
+    assert main(["data-report", str(phantom_dir)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_images"] == 12 and report["n_skipped"] == 0
+    assert sum(report["class_counts"].values()) == 12
+
+
+def test_phantom_command(tmp_path, capsys) -> None:
+    assert main(["phantom", "--out", str(tmp_path / "p"), "--n-images", "4"]) == 0
+    assert (tmp_path / "p" / "bus_data.csv").is_file()
+
+
+def test_bad_input_is_one_clear_line(tmp_path, caplog) -> None:
+    assert main(["data-report", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in caplog.text
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    assert main(["predict", str(bad), "--variant", "tiny", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert "broken.png" in caplog.text and "cannot read image" in caplog.text
