@@ -45,6 +45,16 @@ SEGMENTATION_ROWS = (
 )
 
 
+BUNDLE_INFERENCE = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us" / "configs" / "inference.json"
+
+
+def bundle_network_args(config: Path = BUNDLE_INFERENCE) -> dict:
+    """The ``network_def`` arguments of the bundle's ``inference.json`` (the architecture ``model.pt`` fits)."""
+    args = dict(json.loads(config.read_text())["network_def"])
+    args.pop("_target_", None)
+    return args
+
+
 def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.ndarray) -> float:
     """Dice at the original size of a ``(S, S)`` model-frame probability or binary map (threshold 0.5)."""
     mask = geometry.model_to_original(mask_model.float()).cpu().numpy() > 0.5
@@ -62,7 +72,7 @@ def run(
     network: dict | None = None,
 ) -> dict:
     """Evaluate every row on the split; returns means over images and the diagnosis AUCs."""
-    network = network or {"variant": "litemedsam", "text_encoder": "minilm", "radiomics": True}
+    network = network or bundle_network_args()
     model = with_embedding_cache(load_trained_weights(build_radvlsm(**network), model_path), cache_dir).eval()
     untuned = build_radvlsm(**network).eval()  # the pretrained LiteMedSAM decoder, untouched
     cache = model.embedding_cache  # with --cache_dir, shared with the bundle's evaluation (same keys)

@@ -45,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    model = build_radvlsm("litemedsam").eval()
+    config = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us" / "configs" / "inference.json"
+    network = {k: v for k, v in json.loads(config.read_text())["network_def"].items() if k != "_target_"}
+    model = build_radvlsm(**network).eval()  # the bundle's architecture, which model.pt fits
     if args.weights:
         load_trained_weights(model, args.weights)
     rng = np.random.default_rng(0)

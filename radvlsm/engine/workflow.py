@@ -239,7 +239,9 @@ def collect_fusion_inputs(
     device = torch.device(device)
     model.to(device).eval()
     parts: dict[str, list[torch.Tensor]] = {"visual_emb": [], "visual_logits": [], "radiomics": [], "diagnosis": []}
-    for batch in loader:
+    for step, batch in enumerate(loader, 1):
+        if step % 25 == 0 or step == len(loader):
+            logger.info("fusion stage: radiomics of predicted masks, batch %d/%d", step, len(loader))
         images = torch.as_tensor(batch["image"]).to(device, torch.float32)
         embeddings = (
             cache.get_or_compute(images, model.image_encoder) if cache is not None else model.encode_image(images)
