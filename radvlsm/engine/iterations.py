@@ -27,8 +27,9 @@ def _batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, tor
     return images, labels, diagnosis
 
 
-def _embeddings(model, images: torch.Tensor, cache: EmbeddingCache | None, train_encoder: bool) -> torch.Tensor:
-    if train_encoder or cache is None:
+def _embeddings(model, images: torch.Tensor, cache: EmbeddingCache | None) -> torch.Tensor:
+    """Frozen-encoder embeddings, from the cache when there is one."""
+    if cache is None:
         return model.encode_image(images)
     return cache.get_or_compute(images, model.image_encoder)
 
@@ -73,7 +74,7 @@ class StageIteration:
         model.train()
         images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
         # a tuned encoder runs inside the step (its gradients must pass through DDP too)
-        embeddings = None if self.train_encoder else _embeddings(model, images, self.cache, False)
+        embeddings = None if self.train_encoder else _embeddings(model, images, self.cache)
         engine.optimizer.zero_grad(set_to_none=True)
         texts = boxes = points = None
         if self.stage == "align":
@@ -103,7 +104,7 @@ class EvalIteration:
         model.eval()
         images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
         with torch.no_grad():
-            embeddings = _embeddings(model, images, self.cache, False)
+            embeddings = _embeddings(model, images, self.cache)
             out = model(embeddings=embeddings)
             prob = torch.softmax(out.fused.diag_logits, -1)[:, 1]
         return {

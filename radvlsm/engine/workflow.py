@@ -187,7 +187,9 @@ def build_stage_trainer(
         {"params": [p for p in params if id(p) not in pretrained], "lr": lr * (head_lr_mult if pretrained else 1.0)},
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
-    step = wrap_distributed(TrainingStep(model, loss, stage), device) if distributed else None
+    step = TrainingStep(model, loss, stage)  # built once, not per iteration
+    if distributed:
+        step = wrap_distributed(step, device)
     this_rank = rank() if distributed else 0
     main = this_rank == 0
     train_handlers = []
