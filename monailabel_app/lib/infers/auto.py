@@ -6,7 +6,6 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from lib.bundle_model import BundleModel
 from lib.images import LoadedImage
 from lib.infers.base import RadVLSMInferTask
 from radvlsm.models.result import RadVLSMResult
@@ -17,20 +16,14 @@ class RadVLSMAuto(RadVLSMInferTask):
 
     OHIF and Slicer show segmentation tasks but not separate classification tasks, so the diagnosis
     travels in this task's result JSON.
-
-    Args:
-        model: the shared network provider.
-        name: the task's name.
     """
 
-    def __init__(self, model: BundleModel, name: str = "radvlsm_auto") -> None:
-        super().__init__(
-            model,
-            name,
-            InferType.SEGMENTATION,
-            "Rad-VLSM automatic breast-ultrasound lesion segmentation with benign/malignant diagnosis "
-            "(malignancy probability, candidate reliability and radiomics in the result JSON)",
-        )
+    default_name = "radvlsm_auto"
+    infer_type = InferType.SEGMENTATION
+    description = (
+        "Rad-VLSM automatic breast-ultrasound lesion segmentation with benign/malignant diagnosis "
+        "(malignancy probability, candidate reliability and radiomics in the result JSON)"
+    )
 
     def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
         """No prompt: the model finds the lesion itself."""

@@ -50,36 +50,31 @@ class LoadUltrasoundImaged:
 
 
 class RadVLSMInferTask(BasicInferTask):
-    """Base of the app's infer tasks.
+    """Base of the app's infer tasks; a subclass sets ``default_name``, ``infer_type`` and ``description``.
 
     Args:
         model: the shared network provider.
-        name: the task's name (prefixed to error messages).
-        type: MONAI Label infer type (what clients offer the task for).
-        description: shown by clients.
+        name: the task's name (prefixed to error messages); ``default_name`` when None.
         config: extra request defaults shown by clients.
     """
 
-    def __init__(
-        self,
-        model: BundleModel,
-        name: str,
-        type: str | InferType,
-        description: str,
-        config: dict[str, Any] | None = None,
-    ) -> None:
+    default_name: str
+    infer_type: InferType  # what clients offer the task for
+    description: str  # shown by clients
+
+    def __init__(self, model: BundleModel, name: str | None = None, config: dict[str, Any] | None = None) -> None:
         super().__init__(
             path=str(model.weights_path),
             network=None,
-            type=type,
+            type=self.infer_type,
             labels=LABELS,
             dimension=2,
-            description=description,
+            description=self.description,
             config=config,
             load_strict=False,
         )
         self.model = model
-        self.name = name
+        self.name = name or self.default_name
         if model.options.device:
             self._config["device"] = model.options.device
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from lib.bundle_model import BundleModel
 from lib.images import LoadedImage
 from lib.infers.base import RadVLSMInferTask
 from lib.prompts import parse_points, parse_roi
@@ -19,19 +18,11 @@ class RadVLSMInteractive(RadVLSMInferTask):
 
     The image embedding is cached per image by the network, so after the first click on an image each
     further click only runs the prompt encoder and mask decoder.
-
-    Args:
-        model: the shared network provider.
-        name: the task's name.
     """
 
-    def __init__(self, model: BundleModel, name: str = "radvlsm_interactive") -> None:
-        super().__init__(
-            model,
-            name,
-            InferType.DEEPGROW,
-            "Rad-VLSM interactive lesion segmentation from foreground/background clicks and an optional ROI box",
-        )
+    default_name = "radvlsm_interactive"
+    infer_type = InferType.DEEPGROW
+    description = "Rad-VLSM interactive lesion segmentation from foreground/background clicks and an optional ROI box"
 
     def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
         """``foreground``/``background`` clicks and ``roi`` -> points, point labels and box.

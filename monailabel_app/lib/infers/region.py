@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from lib.bundle_model import BundleModel
 from lib.images import LoadedImage, load_image_2d
 from lib.infers.base import RadVLSMInferTask
 from lib.prompts import parse_roi
@@ -23,21 +22,14 @@ CLASSES = ("benign", "malignant")
 
 
 class RadVLSMRegion(RadVLSMInferTask):
-    """Region in (an uploaded ``label`` mask and/or a ``roi`` box), region-level findings out.
+    """Region in (an uploaded ``label`` mask and/or a ``roi`` box), region-level findings out."""
 
-    Args:
-        model: the shared network provider.
-        name: the task's name.
-    """
-
-    def __init__(self, model: BundleModel, name: str = "radvlsm_region") -> None:
-        super().__init__(
-            model,
-            name,
-            InferType.OTHERS,
-            "Rad-VLSM region recognition: malignancy probability, visual probability and radiomics of a "
-            "region given as a mask (label upload) or a roi box",
-        )
+    default_name = "radvlsm_region"
+    infer_type = InferType.OTHERS
+    description = (
+        "Rad-VLSM region recognition: malignancy probability, visual probability and radiomics of a "
+        "region given as a mask (label upload) or a roi box"
+    )
 
     def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
         """The uploaded ``label`` file (non-zero = region) and/or ``roi`` -> mask and box prompts.

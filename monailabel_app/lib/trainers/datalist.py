@@ -92,16 +92,6 @@ def split_items(items: list[dict[str, Any]], val_split: float, seed: int = 0) ->
     return train, val
 
 
-def safe_batch_size(n_items: int, preferred: int) -> int:
-    """The largest batch size up to ``preferred`` that leaves no final batch of one image (the alignment
-    stage's contrastive loss needs two); ``preferred`` when none does.
-    """
-    for size in range(min(preferred, n_items), 1, -1):
-        if n_items % size != 1:
-            return size
-    return preferred
-
-
 def write_training_files(train: list[dict], val: list[dict], run_dir: Path) -> tuple[Path, Path]:
     """Write the run's datalist JSON (all items) and split JSON (image IDs) for the bundle.
 

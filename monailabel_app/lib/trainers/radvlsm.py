@@ -23,7 +23,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
 
 from lib.options import AppOptions
-from lib.trainers.datalist import labeled_items, safe_batch_size, split_items, write_training_files
+from lib.trainers.datalist import labeled_items, split_items, write_training_files
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,6 @@ class RadVLSMTrainTask(BundleTrainTask):
                 "split_file": str(split),
                 "output_dir": str(run_dir),
                 "model_path": str(run_dir / "model.pt"),
-                "batch_size": safe_batch_size(len(train), int(self.bundle_config.get("batch_size", 4))),
                 "epochs_align": int(request.get("epochs_align", DEFAULTS["epochs_align"])),
                 "epochs_segment": int(request.get("epochs_segment", stock["train#trainer#max_epochs"] or 1)),
                 "epochs_fusion": int(request.get("epochs_fusion", DEFAULTS["epochs_fusion"])),
