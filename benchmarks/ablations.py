@@ -119,17 +119,18 @@ def run(
                 np.mean(rows["truth_box"]) if rows["truth_box"] else float("nan"),
             )
     y = np.asarray(labels)
-    summary = {
+    fused = diagnosis_metrics(np.asarray(probs_fused), y)
+    visual = diagnosis_metrics(np.asarray(probs_visual), y)
+    return {
         "n_images": len(items),
         "split": split,
         "model_path": str(model_path),
         "dice": {name: float(np.mean(v)) if v else float("nan") for name, v in rows.items()},
-        "auc_with_radiomics": diagnosis_metrics(np.asarray(probs_fused), y)["auc"],
-        "auc_visual_only": diagnosis_metrics(np.asarray(probs_visual), y)["auc"],
-        "accuracy_with_radiomics": diagnosis_metrics(np.asarray(probs_fused), y)["accuracy"],
-        "accuracy_visual_only": diagnosis_metrics(np.asarray(probs_visual), y)["accuracy"],
+        "auc_with_radiomics": fused["auc"],
+        "auc_visual_only": visual["auc"],
+        "accuracy_with_radiomics": fused["accuracy"],
+        "accuracy_visual_only": visual["accuracy"],
     }
-    return summary
 
 
 def main() -> None:

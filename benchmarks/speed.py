@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ablations import bundle_network_args  # this folder is on sys.path when run as a script
 
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.phantom import generate_phantom_image
@@ -45,9 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    config = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us" / "configs" / "inference.json"
-    network = {k: v for k, v in json.loads(config.read_text())["network_def"].items() if k != "_target_"}
-    model = build_radvlsm(**network).eval()  # the bundle's architecture, which model.pt fits
+    model = build_radvlsm(**bundle_network_args()).eval()  # the bundle's architecture, which model.pt fits
     if args.weights:
         load_trained_weights(model, args.weights)
     rng = np.random.default_rng(0)
