@@ -20,7 +20,7 @@ from radvlsm.engine.distributed import barrier, is_main_process
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader, stage_modules
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import trained_state_dict
+from radvlsm.models.build import load_trained_weights, trained_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,29 @@ def load_best(model, path: str):
     model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
     logger.info("loaded the best validation weights from %s", target)
     return model
+
+
+def load_weights(model, path: str):
+    """Load shipped weights (``model.pt``) to continue from them, e.g. the ``region_training`` entry point.
+
+    Raises:
+        RadVLSMInputError: the file is missing, unreadable or does not fit the network.
+    """
+    load_trained_weights(model, path)
+    logger.info("continuing from the weights in %s", path)
+    return model
+
+
+def read_metrics(weights_path: str) -> dict:
+    """The metrics JSON saved beside a weights file by :func:`save_model` (empty when there is none)."""
+    target = Path(weights_path).with_suffix(".json")
+    if not target.is_file():
+        return {}
+    try:
+        return dict(json.loads(target.read_text()))
+    except (ValueError, TypeError) as exc:
+        logger.warning("ignoring unreadable metrics file %s (%s)", target, exc)
+        return {}
 
 
 def subset(items: list[dict], n: int, seed: int = 0) -> list[dict]:

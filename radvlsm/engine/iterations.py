@@ -17,7 +17,7 @@ from torch import nn
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points, jitter_boxes
-from radvlsm.engine.training_step import TrainingStep
+from radvlsm.engine.training_step import STAGES, TrainingStep
 
 
 def _batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,14 +35,15 @@ def _embeddings(model, images: torch.Tensor, cache: EmbeddingCache | None) -> to
 
 
 class StageIteration:
-    """One optimisation step of a training stage (``align`` or ``segment``).
+    """One optimisation step of a training stage (``align``, ``segment`` or ``region``).
 
     Args:
-        stage: ``"align"`` or ``"segment"``.
+        stage: ``"align"``, ``"segment"`` or ``"region"``.
         loss: :class:`RadVLSMLoss`.
         cache: embedding cache (ignored when ``train_encoder``).
         train_encoder: back-propagate into the image encoder (GPU use; CPU keeps it frozen).
-        box_jitter: maximum truth-box jitter as a fraction of the box size (stage ``segment``).
+        box_jitter: maximum truth-box jitter as a fraction of the box size (stages ``segment``, ``region``).
+        max_points: stage ``region`` samples 1 to ``max_points`` truth points per batch.
         seed: seeds the prompt-sampling generator.
         step: the module that computes the loss, e.g. a DistributedDataParallel-wrapped
             :class:`TrainingStep` (multi-process training); None: a plain :class:`TrainingStep` over
@@ -58,9 +59,10 @@ class StageIteration:
         box_jitter: float = 0.1,
         seed: int = 0,
         step: nn.Module | None = None,
+        max_points: int = 3,
     ) -> None:
-        if stage not in ("align", "segment"):
-            raise ValueError(f"unknown training stage {stage!r}; expected 'align' or 'segment'")
+        if stage not in STAGES:
+            raise ValueError(f"unknown training stage {stage!r}; expected one of {STAGES}")
         self.stage = stage
         self.loss = loss
         self.cache = cache
@@ -68,6 +70,7 @@ class StageIteration:
         self.box_jitter = box_jitter
         self.generator = torch.Generator().manual_seed(seed)
         self.step = step
+        self.max_points = max_points
 
     def __call__(self, engine, batch: dict) -> dict[str, Any]:
         model = engine.network
@@ -77,11 +80,16 @@ class StageIteration:
         embeddings = None if self.train_encoder else _embeddings(model, images, self.cache)
         engine.optimizer.zero_grad(set_to_none=True)
         texts = boxes = points = None
-        if self.stage == "align":
+        if self.stage in ("align", "region"):
             texts = list(batch["text"])
-        else:
+        if self.stage in ("segment", "region"):
             boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
-            points = foreground_points(labels, self.generator)
+            n = (
+                1
+                if self.stage == "segment"
+                else int(torch.randint(1, self.max_points + 1, (1,), generator=self.generator))
+            )
+            points = foreground_points(labels, self.generator, n=n)
         step = TrainingStep(model, self.loss, self.stage) if self.step is None else self.step
         total, terms = step(embeddings, labels, diagnosis, texts, boxes, points, images=images)
         total.backward()
@@ -113,3 +121,24 @@ class EvalIteration:
             "prob": prob,
             "diagnosis": diagnosis,
         }
+
+
+class RegionEvalIteration:
+    """Region recognition for validation: the truth box as the region prompt, the region's malignancy probability.
+
+    Args:
+        cache: embedding cache shared with training.
+    """
+
+    def __init__(self, cache: EmbeddingCache | None = None) -> None:
+        self.cache = cache
+
+    def __call__(self, engine, batch: dict) -> dict[str, Any]:
+        model = engine.network
+        model.eval()
+        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
+        with torch.no_grad():
+            embeddings = _embeddings(model, images, self.cache)
+            out = model.recognize_region(embeddings, model.region_map(boxes=boxes_from_masks(labels)))
+            prob = torch.softmax(out.diag_logits, -1)[:, 1]
+        return {"prob": prob, "diagnosis": diagnosis}

@@ -4,6 +4,9 @@ Stage ``align``: InfoNCE between truth-region embeddings and their clinical text
 alignment, and supervised lesion focusing. Stage ``segment``: Dice + focal (MONAI) on candidate masks,
 on a jittered truth-box prompt (keeps interactive box/point use sharp) and on the fused mask;
 cross-entropy on candidate and fused diagnosis; IoU regression for the reliability head and SAM's IoU head.
+Stage ``region``: region-text pairs (truth mask, jittered truth box, sampled points, each with the
+lesion's clinical text) train the feature-level region prompt path; a global-context term keeps the
+prompted image's global embedding at the unprompted one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class LossWeights:
         diagnosis: cross-entropy on candidate and fused diagnosis logits.
         reliability: IoU regression of the reliability head.
         iou_head: SAM IoU-prediction regression.
+        region_diagnosis: cross-entropy of the diagnosis head on prompted regions (stage region).
+        region_contrastive: InfoNCE between prompted-region embeddings and their clinical text (stage region).
+        region_class_alignment: zero-shot class prompt cross-entropy of prompted regions (stage region).
+        global_context: ``1 - cos`` between the prompted and unprompted global image embeddings (stage region).
     """
 
     contrastive: float = 1.0
@@ -45,6 +52,10 @@ class LossWeights:
     diagnosis: float = 0.5
     reliability: float = 0.5
     iou_head: float = 0.1
+    region_diagnosis: float = 1.0
+    region_contrastive: float = 1.0
+    region_class_alignment: float = 0.5
+    global_context: float = 1.0
 
 
 def masked_region_embedding(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -152,3 +163,55 @@ class RadVLSMLoss(nn.Module):
             + w.iou_head * terms["iou_head"]
         )
         return total, terms, out
+
+    def region(
+        self,
+        model,
+        embeddings: torch.Tensor,
+        label: torch.Tensor,
+        diagnosis: torch.Tensor,
+        texts: list[str],
+        boxes: torch.Tensor,
+        points: torch.Tensor,
+    ):
+        """Stage ``region`` losses, averaged over three prompt forms of the truth region.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM` with a region prompt path.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)`` truth masks; diagnosis: ``(B,)``;
+            texts: B clinical descriptions.
+            boxes: ``(B, 4)`` jittered truth boxes; points: ``(B, P, 2)`` truth points (model frame).
+
+        Returns:
+            (total loss, dict of named scalar terms).
+        """
+        w = self.weights
+        text = model.text_embedding(list(texts))
+        classes = model.text_embedding(model.class_prompts)
+        scale = model.aligner.scale()
+        with torch.no_grad():
+            unprompted = model.aligner.project_global(embeddings)
+        maps = (model.region_map(masks=label), model.region_map(boxes=boxes), model.region_map(points=points))
+        terms = {k: embeddings.new_zeros(()) for k in ("region_diagnosis", "region_contrastive")}
+        terms.update({k: embeddings.new_zeros(()) for k in ("region_class_alignment", "global_context")})
+        for region_map in maps:
+            out = model.recognize_region(embeddings, region_map)
+            region = model.aligner.project_region(out.region_emb)
+            terms["region_diagnosis"] = terms["region_diagnosis"] + F.cross_entropy(out.diag_logits, diagnosis)
+            if region.shape[0] > 1:  # InfoNCE needs negatives (see ``align``)
+                terms["region_contrastive"] = terms["region_contrastive"] + contrastive_loss(
+                    region, text, model.aligner.logit_scale
+                )
+            terms["region_class_alignment"] = terms["region_class_alignment"] + F.cross_entropy(
+                scale * region @ classes.t(), diagnosis
+            )
+            prompted = model.aligner.project_global(out.features)
+            terms["global_context"] = terms["global_context"] + (1 - (prompted * unprompted).sum(-1)).mean()
+        terms = {k: v / len(maps) for k, v in terms.items()}
+        total = (
+            w.region_diagnosis * terms["region_diagnosis"]
+            + w.region_contrastive * terms["region_contrastive"]
+            + w.region_class_alignment * terms["region_class_alignment"]
+            + w.global_context * terms["global_context"]
+        )
+        return total, terms

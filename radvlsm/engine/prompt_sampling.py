@@ -36,13 +36,13 @@ def jitter_boxes(boxes: torch.Tensor, size: int, fraction: float, generator: tor
     return out
 
 
-def foreground_points(masks: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random foreground pixel centre per ``(B, 1, H, W)`` mask -> ``(B, 1, 2)`` x, y (frame centre if empty)."""
+def foreground_points(masks: torch.Tensor, generator: torch.Generator | None = None, n: int = 1) -> torch.Tensor:
+    """``n`` random foreground pixel centres per ``(B, 1, H, W)`` mask -> ``(B, n, 2)`` x, y (frame centre if empty)."""
     b, _, h, w = masks.shape
-    out = torch.tensor([[w / 2.0, h / 2.0]]).repeat(b, 1)
+    out = torch.tensor([[w / 2.0, h / 2.0]]).repeat(b, n, 1)
     for i in range(b):
         ys, xs = torch.nonzero(masks[i, 0] > 0.5, as_tuple=True)
         if ys.numel():
-            j = int(torch.randint(ys.numel(), (1,), generator=generator))
-            out[i] = torch.stack([xs[j], ys[j]]).float() + 0.5
-    return out[:, None].to(masks.device)
+            j = torch.randint(ys.numel(), (n,), generator=generator)
+            out[i] = torch.stack([xs[j], ys[j]], dim=-1).float() + 0.5
+    return out.to(masks.device)

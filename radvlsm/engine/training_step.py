@@ -17,23 +17,23 @@ from torch import nn
 
 from radvlsm.engine.losses import RadVLSMLoss
 
-STAGES = ("align", "segment")
+STAGES = ("align", "segment", "region")
 
 
 class TrainingStep(nn.Module):
-    """The total loss of one ``align`` or ``segment`` training step, computed in a single ``forward``.
+    """The total loss of one ``align``, ``segment`` or ``region`` training step, in a single ``forward``.
 
     Args:
         model: the :class:`radvlsm.models.radvlsm.RadVLSM` (registered as ``model``; its parameters are the
             step's parameters).
         loss: the :class:`RadVLSMLoss`.
-        stage: ``"align"`` or ``"segment"``.
+        stage: ``"align"``, ``"segment"`` or ``"region"``.
     """
 
     def __init__(self, model: nn.Module, loss: RadVLSMLoss, stage: str) -> None:
         super().__init__()
         if stage not in STAGES:
-            raise ValueError(f"unknown training stage {stage!r}; expected 'align' or 'segment'")
+            raise ValueError(f"unknown training stage {stage!r}; expected one of {STAGES}")
         self.model = model
         self.loss = loss
         self.stage = stage
@@ -54,9 +54,9 @@ class TrainingStep(nn.Module):
             embeddings: ``(B, C, h, w)`` image embeddings, or None to encode ``images`` here (encoder tuning).
             labels: ``(B, 1, S, S)`` binary truth masks.
             diagnosis: ``(B,)`` class indices (0 benign, 1 malignant).
-            texts: B clinical descriptions (stage ``align``).
-            boxes: ``(B, 4)`` jittered truth boxes (stage ``segment``).
-            points: ``(B, 1, 2)`` truth points (stage ``segment``).
+            texts: B clinical descriptions (stages ``align`` and ``region``).
+            boxes: ``(B, 4)`` jittered truth boxes (stages ``segment`` and ``region``).
+            points: ``(B, P, 2)`` truth points (stages ``segment`` and ``region``).
             images: ``(B, 1, S, S)`` model-frame images, used when ``embeddings`` is None.
 
         Returns:
@@ -71,7 +71,11 @@ class TrainingStep(nn.Module):
                 raise ValueError("stage 'align' needs the clinical texts")
             return self.loss.align(self.model, embeddings, labels, list(texts), diagnosis)
         if boxes is None or points is None:
-            raise ValueError("stage 'segment' needs the truth boxes and points")
+            raise ValueError(f"stage {self.stage!r} needs the truth boxes and points")
+        if self.stage == "region":
+            if texts is None:
+                raise ValueError("stage 'region' needs the clinical texts")
+            return self.loss.region(self.model, embeddings, labels, diagnosis, list(texts), boxes, points)
         total, terms, _ = self.loss.segment(self.model, embeddings, labels, diagnosis, boxes, points)
         return total, terms
 

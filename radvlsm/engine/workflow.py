@@ -3,7 +3,9 @@
 Stages (the method's order):
   1. ``align``: semantic alignment (InfoNCE) and lesion focusing; trains the aligner, focus and CoOp context.
   2. ``segment``: SAM decoder, reliability head, diagnosis head, with candidates generated on the fly.
-  3. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
+  3. ``region``: the feature-level region prompt path (MedP-CLIP style region recognition) on region-text
+     pairs from the truth masks; everything the automatic pipeline uses stays frozen.
+  4. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
      visual-radiomics fusion head.
 The image encoder is frozen unless ``train_encoder`` is set (then its embeddings are not cached).
 """
@@ -23,7 +25,7 @@ from torch import nn
 from radvlsm.data.transforms import get_transforms
 from radvlsm.engine.distributed import rank, world_size
 from radvlsm.engine.embedding_cache import EmbeddingCache
-from radvlsm.engine.iterations import EvalIteration, StageIteration
+from radvlsm.engine.iterations import EvalIteration, RegionEvalIteration, StageIteration
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.training_step import TrainingStep, wrap_distributed
 
@@ -33,6 +35,7 @@ STAGE_MODULES = {
     "align": ("aligner", "focus", "prompt_learner"),
     "segment": ("mask_decoder", "reliability_head", "diagnosis_head", "mcra"),
     "fusion": ("fusion",),
+    "region": ("region_prompt", "region_context"),
 }
 
 
@@ -134,6 +137,25 @@ def build_evaluator(
     )
 
 
+def build_region_evaluator(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    cache: EmbeddingCache | None = None,
+    handlers: Sequence | None = None,
+) -> SupervisedEvaluator:
+    """Evaluator of region recognition with the truth box as prompt: key metric ``val_region_auc``."""
+    return SupervisedEvaluator(
+        device=torch.device(device),
+        val_data_loader=loader,
+        network=model,
+        iteration_update=RegionEvalIteration(cache),
+        key_val_metric={"val_region_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))},
+        val_handlers=list(handlers or []),
+        decollate=False,
+    )
+
+
 def build_stage_trainer(
     stage: str,
     model: nn.Module,
@@ -151,10 +173,10 @@ def build_stage_trainer(
     head_lr_mult: float = 10.0,
     distributed: bool = False,
 ) -> SupervisedTrainer:
-    """A :class:`SupervisedTrainer` for the ``align`` or ``segment`` stage.
+    """A :class:`SupervisedTrainer` for the ``align``, ``segment`` or ``region`` stage.
 
     Args:
-        stage: ``align`` or ``segment``.
+        stage: ``align``, ``segment`` or ``region``.
         model: the :class:`RadVLSM` (moved to ``device``).
         loader: training DataLoader.
         epochs: epochs of this stage.
@@ -178,6 +200,8 @@ def build_stage_trainer(
     loss = loss or RadVLSMLoss()
     model.to(device)
     params = stage_parameters(model, stage, train_encoder)
+    if not params:
+        raise ValueError(f"stage {stage!r} has nothing to train: the model has none of {STAGE_MODULES[stage]}")
     # the pretrained decoder (and encoder) fine-tune at lr; the freshly initialised heads learn faster
     pretrained = {
         id(p) for n in ("mask_decoder", "image_encoder") for p in getattr(model, n).parameters() if p.requires_grad

@@ -26,10 +26,14 @@ from radvlsm.models.focus import LesionFocus
 from radvlsm.models.mcra import MCRA
 from radvlsm.models.radiomics import RadiomicsExtractor, RadiomicsStandardizer, VisualRadiomicsFusion
 from radvlsm.models.radvlsm import RadVLSM
+from radvlsm.models.region_prompt import RegionContextFusion, RegionPromptEncoder
 from radvlsm.models.reliability import ReliabilityHead
 from radvlsm.models.sam import build_mask_decoder
 
 logger = logging.getLogger(__name__)
+
+# modules whose output path starts at zero: weights files saved before they existed still load
+ZERO_INITIALISED = ("region_prompt.", "region_context.")
 
 
 def build_radvlsm(
@@ -47,6 +51,9 @@ def build_radvlsm(
     cluster_iou: float = 0.3,
     keep_threshold: float = 0.5,
     diagnosis_hidden: int = 128,
+    region_prompt: bool = True,
+    region_hidden: int = 32,
+    point_sigma: float = 0.03,
 ) -> RadVLSM:
     """Assemble the model.
 
@@ -65,6 +72,10 @@ def build_radvlsm(
         cluster_iou: MCRA's mask IoU above which two candidates are the same lesion.
         keep_threshold: MCRA's reliability gate for keeping further lesions.
         diagnosis_hidden: hidden size of the diagnosis head.
+        region_prompt: add the feature-level region prompt path and the region context fusion (MedP-CLIP
+            style region recognition); both start at zero, so the model is exactly the unprompted one.
+        region_hidden: channels of the region prompt's downscaling path.
+        point_sigma: a region point's blob size, as a fraction of the model frame.
     """
     if variant not in ("litemedsam", "tiny"):
         raise RadVLSMInputError(f"unknown variant {variant!r}; expected 'litemedsam' or 'tiny'", "variant")
@@ -95,6 +106,10 @@ def build_radvlsm(
         standardizer=RadiomicsStandardizer(n_features) if extractor else None,
         radiomics=extractor,
         prompt_learner=PromptLearner(n_ctx, text.hidden_size) if n_ctx > 0 else None,
+        region_prompt=RegionPromptEncoder(image_dim, hidden=region_hidden) if region_prompt else None,
+        region_context=RegionContextFusion(image_dim) if region_prompt else None,
+        descriptor_prompts=lexicon.descriptors,
+        point_sigma=point_sigma,
     )
     return model
 
@@ -133,6 +148,15 @@ def load_trained_weights(model: RadVLSM, path: str | Path) -> RadVLSM:
         else ("text_encoder.", "image_encoder.")
     )
     missing = [k for k in result.missing_keys if not k.startswith(frozen)]
+    untrained = [k for k in missing if k.startswith(ZERO_INITIALISED)]
+    if untrained:
+        # these paths start at zero: without their weights the model is exactly the one that was saved
+        logger.warning(
+            "%s holds no weights for %s: region prompting stays untrained (region = plain mask pooling)",
+            path,
+            ", ".join(sorted({k.split(".")[0] for k in untrained})),
+        )
+        missing = [k for k in missing if not k.startswith(ZERO_INITIALISED)]
     if missing or result.unexpected_keys:
         raise RadVLSMInputError(
             f"weights do not fit the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "

@@ -11,7 +11,9 @@ One image-encoder pass per image feeds everything downstream::
       MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
       radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
 
-User prompts (points, box, mask) replace the candidates and reuse the same embedding.
+User prompts (points, box, mask) replace the candidates and reuse the same embedding. Region recognition
+(MedP-CLIP style, :meth:`RadVLSM.recognize_region`) rasterises the same prompts to a region map that enters
+the embedding through a zero-initialised feature-level path (:mod:`radvlsm.models.region_prompt`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
+from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
     cam_coverage_cue,
@@ -38,7 +41,7 @@ from radvlsm.models.reliability import (
     semantic_consistency_cue,
     stack_cues,
 )
-from radvlsm.models.result import CandidateResult, RadVLSMResult
+from radvlsm.models.result import CandidateResult, RadVLSMResult, RegionRecognitionResult
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,23 @@ class RadVLSMOutput:
     reliability_logits: torch.Tensor
     candidate_diag_logits: torch.Tensor
     fused: MCRAOutput
+
+
+@dataclass
+class RegionOutput:
+    """Region recognition tensors (see :meth:`RadVLSM.recognize_region`).
+
+    Args:
+        features: ``(B, C, h, w)`` prompted image features.
+        region_emb: ``(B, C)`` region embedding with global context.
+        global_emb: ``(B, C)`` whole-image embedding of the prompted features.
+        diag_logits: ``(B, 2)`` diagnosis logits of the region.
+    """
+
+    features: torch.Tensor
+    region_emb: torch.Tensor
+    global_emb: torch.Tensor
+    diag_logits: torch.Tensor
 
 
 def minmax_normalize(image: np.ndarray) -> np.ndarray:
@@ -132,6 +152,10 @@ class RadVLSM(nn.Module):
         prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
         embedding_cache_size: image embeddings kept for repeated prompts on the same image.
         click_to_box: complete click-only prompts with a box from the response map (see ``boxes_from_clicks``).
+        region_prompt: optional :class:`radvlsm.models.region_prompt.RegionPromptEncoder` (region recognition).
+        region_context: optional :class:`radvlsm.models.region_prompt.RegionContextFusion` (with ``region_prompt``).
+        descriptor_prompts: ``{category: {descriptor: [prompts]}}`` (BI-RADS lexicon) for zero-shot findings.
+        point_sigma: a region point's blob size, as a fraction of the model frame.
     """
 
     def __init__(
@@ -156,6 +180,10 @@ class RadVLSM(nn.Module):
         prompt_learner: nn.Module | None = None,
         embedding_cache_size: int = 32,
         click_to_box: bool = True,
+        region_prompt: nn.Module | None = None,
+        region_context: nn.Module | None = None,
+        descriptor_prompts: dict[str, dict[str, list[str]]] | None = None,
+        point_sigma: float = 0.03,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -175,6 +203,10 @@ class RadVLSM(nn.Module):
         self.class_prompts = list(class_prompts)
         self.embedding_cache = EmbeddingCache(max_items=embedding_cache_size, namespace="inference")
         self.click_to_box = click_to_box
+        self.region_prompt = region_prompt
+        self.region_context = region_context
+        self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in (descriptor_prompts or {}).items()}
+        self.point_sigma = point_sigma
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -361,6 +393,56 @@ class RadVLSM(nn.Module):
         """``(B, 1, S, S)`` binary/probability mask -> dense mask-prompt logits (SAM's prompt encoder takes ``S``)."""
         return (mask.float() * 2 - 1) * 8.0
 
+    # ------------------------------------------------------------------ region recognition (MedP-CLIP)
+    def region_map(
+        self,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Rasterise one model-frame prompt set per image (points, box and/or mask) -> ``(B, 1, S, S)`` map."""
+        return RegionRasterizer(self.image_size, self.point_sigma)(points, point_labels, boxes, masks)
+
+    def prompted_features(self, embeddings: torch.Tensor, region_map: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` features steered by a ``(B, 1, S, S)`` region map (unchanged without the module)."""
+        if self.region_prompt is None:
+            return embeddings
+        return self.region_prompt(embeddings, region_map)
+
+    def recognize_region(self, embeddings: torch.Tensor, region_map: torch.Tensor) -> RegionOutput:
+        """Region-level recognition with the whole image kept in view.
+
+        Args:
+            embeddings: ``(B, C, h, w)`` image embeddings (unprompted encoder output).
+            region_map: ``(B, 1, S, S)`` from :meth:`region_map`.
+
+        Returns:
+            :class:`RegionOutput`: prompted features, region embedding (pooled under the map, completed with
+            the global embedding), global embedding and the diagnosis head's logits on the region.
+        """
+        features = self.prompted_features(embeddings, region_map)
+        region = pool_region(features, region_map)
+        global_emb = features.mean(dim=(2, 3))
+        if self.region_context is not None:
+            region = self.region_context(region, global_emb)
+        return RegionOutput(features, region, global_emb, self.diagnose(region))
+
+    def zero_shot(self, emb: torch.Tensor, classes: list[list[str]]) -> torch.Tensor:
+        """Zero-shot probabilities of ``(B, C)`` image-side embeddings over text classes.
+
+        Args:
+            emb: ``(B, C)`` region or global embeddings (before projection).
+            classes: one list of prompts per class; a class's text embedding is the mean of its prompts'.
+
+        Returns:
+            ``(B, len(classes))`` softmax probabilities at the aligner's contrastive scale.
+        """
+        if not classes or any(not c for c in classes):
+            raise RadVLSMInputError("give at least one prompt per class", "classes")
+        texts = torch.stack([F.normalize(self.text_embedding(list(c)).mean(0), dim=-1) for c in classes])
+        return torch.softmax(self.aligner.scale() * self.aligner.project_region(emb) @ texts.t(), dim=-1)
+
     # ------------------------------------------------------------------ radiomics fusion
     def fuse_radiomics(
         self, images: torch.Tensor, mask_prob: torch.Tensor, visual_emb: torch.Tensor, visual_logits: torch.Tensor
@@ -438,6 +520,66 @@ class RadVLSM(nn.Module):
             response_map=None if response is None else response.astype(np.float32),
             radiomics=radiomics,
             prompt_mode=mode,
+        )
+
+    @torch.inference_mode()
+    def predict_region(
+        self,
+        image: np.ndarray,
+        points: list[list[float]] | np.ndarray | None = None,
+        point_labels: list[int] | np.ndarray | None = None,
+        box: list[float] | np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> RegionRecognitionResult:
+        """Recognise a region given by points, a box and/or a mask (MedP-CLIP style), with global context.
+
+        Args:
+            image: ``(H, W)`` grayscale or ``(H, W, 3|4)`` colour image.
+            points: ``[[x, y], ...]`` original pixels, with ``point_labels`` (1 fg, 0 bg; default all 1).
+            box: ``[x1, y1, x2, y2]`` original pixels.
+            mask: ``(H, W)`` region mask (non-zero = region).
+
+        Returns:
+            :class:`RegionRecognitionResult`: the region's malignancy probability (diagnosis head), zero-shot
+            class and BI-RADS descriptor scores of the region, and the same zero-shot scores of the whole
+            image, unprompted and with the region prompt supplied.
+
+        Raises:
+            RadVLSMInputError: no prompt, or prompts outside the image, malformed or empty.
+        """
+        gray = to_grayscale(image)
+        geometry = LongestSideGeometry(gray.shape, self.image_size)
+        prompts = validate_prompts(geometry, points, point_labels, box, mask)
+        if prompts is None:  # the rasteriser rejects background-only points the same way
+            raise RadVLSMInputError("give the region as foreground points, a box or a mask", "region prompt")
+        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
+        embeddings = self.embedding_cache.get_or_compute(x, self.image_encoder)
+        region_map = self.region_map(
+            points=None if prompts.get("points") is None else prompts["points"].to(self.device),
+            point_labels=None if prompts.get("point_labels") is None else prompts["point_labels"].to(self.device),
+            boxes=None if prompts.get("box") is None else prompts["box"].to(self.device),
+            masks=None if prompts.get("mask") is None else prompts["mask"].to(self.device),
+        )
+        out = self.recognize_region(embeddings, region_map)
+        classes = [[c] for c in self.class_prompts]
+        unprompted = embeddings.mean(dim=(2, 3))
+        descriptors = {
+            category: dict(
+                zip(entries, self.zero_shot(out.region_emb, list(entries.values()))[0].tolist(), strict=True)
+            )
+            for category, entries in self.descriptor_prompts.items()
+        }
+        names = ("benign", "malignant")
+        return RegionRecognitionResult(
+            malignancy_probability=float(torch.softmax(out.diag_logits, -1)[0, 1]),
+            zero_shot=dict(zip(names, self.zero_shot(out.region_emb, classes)[0].tolist(), strict=True)),
+            descriptors=descriptors,
+            image_zero_shot=dict(zip(names, self.zero_shot(unprompted, classes)[0].tolist(), strict=True)),
+            image_zero_shot_prompted=dict(zip(names, self.zero_shot(out.global_emb, classes)[0].tolist(), strict=True)),
+            region_area_fraction=float(region_map[0, 0, : geometry.resized_size[0], : geometry.resized_size[1]].mean()),
+            prompt_mode="+".join(k for k in ("points", "box", "mask") if prompts.get(k) is not None),
+            region_prompt_trained=self.region_prompt is not None
+            and bool(self.region_prompt.to_features.weight.detach().abs().sum() > 0),
         )
 
     @staticmethod

@@ -67,3 +67,38 @@ class RadVLSMResult:
             "candidates": [asdict(c) for c in self.candidates],
             "radiomics": {k: float(v) for k, v in self.radiomics.items()},
         }
+
+
+@dataclass
+class RegionRecognitionResult:
+    """Region-level recognition of one prompted region, with the whole image's view beside it.
+
+    Args:
+        malignancy_probability: the diagnosis head's probability that the region is malignant.
+        zero_shot: the region's zero-shot probabilities over the class prompts (``benign``, ``malignant``).
+        descriptors: ``{category: {descriptor: probability}}`` zero-shot BI-RADS findings of the region.
+        image_zero_shot: the whole image's zero-shot class probabilities without the prompt.
+        image_zero_shot_prompted: the same with the region prompt supplied (global context check).
+        region_area_fraction: share of the image the region map covers.
+        prompt_mode: ``"points"``, ``"box"``, ``"mask"`` or a combination.
+        region_prompt_trained: whether the feature-level prompt path holds trained (non-zero) weights; when
+            False the prompted features equal the unprompted ones and the region is plain mask pooling.
+    """
+
+    malignancy_probability: float
+    zero_shot: dict[str, float]
+    descriptors: dict[str, dict[str, float]]
+    image_zero_shot: dict[str, float]
+    image_zero_shot_prompted: dict[str, float]
+    region_area_fraction: float
+    prompt_mode: str
+    region_prompt_trained: bool
+
+    @property
+    def diagnosis(self) -> str:
+        """``"malignant"`` when the malignancy probability is at least 0.5, else ``"benign"``."""
+        return "malignant" if self.malignancy_probability >= 0.5 else "benign"
+
+    def summary(self) -> dict:
+        """JSON-ready dictionary of every field plus the diagnosis."""
+        return {"diagnosis": self.diagnosis, **asdict(self)}

@@ -79,7 +79,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "training", "train.json", *TINY,
         "--dataset_dir", str(work / "phantom"), "--phantom_images", "12",
         "--output_dir", str(work / "runs"),
-        "--epochs_align", "1", "--epochs_segment", "2", "--epochs_fusion", "5",
+        "--epochs_align", "1", "--epochs_segment", "2", "--epochs_region", "2", "--epochs_fusion", "5",
     )  # fmt: skip
     return work
 
@@ -91,6 +91,30 @@ def test_training_writes_model_split_and_checkpoints(trained: Path) -> None:
     split = json.loads((runs / "split.json").read_text())
     assert set(split) >= {"training", "validation", "test"}
     assert list(runs.glob("checkpoint_segment_checkpoint_epoch=2.pt"))
+    assert list(runs.glob("checkpoint_region_checkpoint_epoch=2.pt"))
+    auc = json.loads((runs / "model.json").read_text())["region_val_auc"]
+    assert auc != auc or 0 <= auc <= 1  # NaN when the tiny validation split holds one class
+
+
+@pytest.mark.slow
+def test_region_training_continues_from_shipped_weights(trained: Path) -> None:
+    """``region_training`` trains only the region path on top of a model.pt; everything else is kept."""
+    import torch
+
+    out = trained / "region_runs"
+    run_bundle(
+        "region_training", "train.json", *TINY,
+        "--dataset_dir", str(trained / "phantom"), "--output_dir", str(out),
+        "--initial_weights", str(trained / "runs" / "model.pt"), "--epochs_region", "2",
+    )  # fmt: skip
+    before = torch.load(trained / "runs" / "model.pt", weights_only=True)
+    after = torch.load(out / "model.pt", weights_only=True)
+    assert set(before) == set(after)
+    region = [k for k in after if k.startswith(("region_prompt.", "region_context."))]
+    assert region and all(torch.equal(before[k], after[k]) for k in after if k not in region)
+    assert any(not torch.equal(before[k], after[k]) for k in region)
+    metrics = json.loads((out / "model.json").read_text())
+    assert metrics["region_epochs"] == 2 and "best_val_dice" in metrics  # the earlier metrics are kept
 
 
 @pytest.mark.slow

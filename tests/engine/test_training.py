@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits, run_fusion_stage
@@ -76,3 +77,45 @@ def test_cached_loader_gives_the_same_items(phantom_dir) -> None:
     cached = next(iter(make_loader(items, "eval", batch_size=3, image_size=64, cache=True)))
     assert torch.equal(torch.as_tensor(plain["image"]), torch.as_tensor(cached["image"]))
     assert torch.equal(torch.as_tensor(plain["label"]), torch.as_tensor(cached["label"]))
+
+
+def test_region_stage_learns_and_leaves_the_automatic_pipeline_alone(phantom_dir, tmp_path) -> None:
+    """Stage ``region`` lowers its loss and changes only the region path (automatic outputs stay identical)."""
+    torch.manual_seed(0)
+    model = build_radvlsm("tiny", radiomics=False)
+    report = prepare_dataset(str(phantom_dir))
+    splits = prepare_splits(report, "train", None, str(tmp_path), seed=0)
+    loader = make_loader(splits["training"], "eval", batch_size=4, shuffle=True, image_size=model.image_size)
+    batch = next(iter(make_loader(splits["training"], "eval", batch_size=8, image_size=model.image_size)))
+    cache, loss = EmbeddingCache(100), RadVLSMLoss()
+    images, labels = batch["image"].float(), (batch["label"] > 0.5).float()
+    emb = cache.get_or_compute(images, model.image_encoder)
+    boxes, points = boxes_from_masks(labels), foreground_points(labels, torch.Generator().manual_seed(0), n=2)
+
+    def region_loss() -> tuple[float, dict]:
+        model.eval()
+        with torch.no_grad():
+            total, terms = loss.region(
+                model, emb, labels, batch["diagnosis"].long(), list(batch["text"]), boxes, points
+            )
+        return float(total), {k: float(v) for k, v in terms.items()}
+
+    before, terms_before = region_loss()
+    assert terms_before["global_context"] < 1e-6  # zero-initialised: the prompt changes nothing yet
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("region_", "text_encoder"))}
+    with torch.no_grad():
+        auto_before = model(embeddings=emb).fused.diag_logits
+    build_stage_trainer("region", model, loader, 6, 3e-3, loss, cache, "cpu", seed=0).run()
+    after, terms_after = region_loss()
+    assert after < before, (terms_before, terms_after)
+    assert model.region_prompt.to_features.weight.abs().sum() > 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(embeddings=emb).fused.diag_logits, auto_before)
+
+
+def test_region_stage_needs_a_region_path() -> None:
+    model = build_radvlsm("tiny", radiomics=False, region_prompt=False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        build_stage_trainer("region", model, [], 1, 1e-3)

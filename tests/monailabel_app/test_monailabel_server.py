@@ -95,16 +95,22 @@ def test_interactive_with_a_roi(server: LabelServer, studies: Path) -> None:
     assert both["prompt_mode"] == "points+box"
 
 
-def test_region_recognition_from_a_box_and_from_a_mask(server: LabelServer, phantom_dir: Path) -> None:
+def test_region_recognition_from_a_box_a_mask_and_a_click(server: LabelServer, phantom_dir: Path) -> None:
     boxed, _ = parse_infer(server.infer("radvlsm_region", "bus_0001-r", {"roi": [40, 30, 170, 120]}))
     masked, label = parse_infer(
         server.infer("radvlsm_region", "bus_0001-r", label=phantom_dir / "Masks" / "mask_0001-r.png")
     )
-    for result in (boxed, masked):
-        assert result["method"] == "prompted-prediction"
-        assert 0 <= result["malignancy_probability"] <= 1 and 0 <= result["visual_malignancy_probability"] <= 1
+    clicked, _ = parse_infer(server.infer("radvlsm_region", "bus_0001-r", {"foreground": [[100, 70]]}))
+    for result in (boxed, masked, clicked):
+        assert result["method"] == "feature-level-region-prompt"
+        assert 0 <= result["malignancy_probability"] <= 1
+        assert abs(sum(result["zero_shot"].values()) - 1) < 1e-4
+        assert set(result["descriptors"]) >= {"shape", "margin", "posterior_features"}
+        assert set(result["image_zero_shot"]) == {"benign", "malignant"} == set(result["image_zero_shot_prompted"])
+        assert 0 <= result["segmentation"]["malignancy_probability"] <= 1
         assert result["radiomics"] and [p["label"] for p in result["prediction"]] == ["benign", "malignant"]
-    assert boxed["prompt_mode"] == "box" and masked["prompt_mode"] == "mask"
+        assert result["prediction"][1]["score"] == result["malignancy_probability"]
+    assert [r["prompt_mode"] for r in (boxed, masked, clicked)] == ["box", "mask", "points"]
     assert masked["region"]["mask_area_px"] > 0 and label is not None
 
 
@@ -117,7 +123,7 @@ def test_region_recognition_from_a_box_and_from_a_mask(server: LabelServer, phan
         ("radvlsm_interactive", "bus_0001-l", {"foreground": [[10, 10, 3]]}, 422, "slice"),
         ("radvlsm_interactive", "bus_0001-l", {"roi": [10, 10, 5]}, 422, "roi"),
         ("radvlsm_interactive", "bus_0001-l", {}, 422, "foreground point or a roi"),
-        ("radvlsm_region", "bus_0001-l", {}, 422, "mask (label upload) or a roi"),
+        ("radvlsm_region", "bus_0001-l", {}, 422, "mask (label upload), a roi box or foreground clicks"),
         ("radvlsm_auto", "broken", {}, 422, "not a readable image"),
         ("radvlsm_auto", "volume", {}, 422, "3D volume"),
     ],

@@ -22,6 +22,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from lib.bundle_model import BundleModel
 from lib.http_errors import client_errors
 from lib.images import LoadedImage, label_extension, load_image_2d
+from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.result import RadVLSMResult
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,10 @@ class RadVLSMInferTask(BasicInferTask):
     def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
         """The task's part of the result JSON."""
 
+    def recognize(self, network: RadVLSM, image: LoadedImage, prompts: dict[str, Any]) -> dict[str, Any]:
+        """Further findings from the same network and prompts, merged over :meth:`findings` (none here)."""
+        return {}
+
     def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[Any, dict]:
         """Run the task; bad input -> ``HTTPException`` 422 naming the task and the problem."""
         with client_errors(self.name):
@@ -112,6 +117,7 @@ class RadVLSMInferTask(BasicInferTask):
             hits = network.embedding_cache.hits
             result = network.predict(image.gray, **prompts)
             cached = network.embedding_cache.hits > hits
+            extra = self.recognize(network, image, prompts)
             served = self.model.status(device)
         data["pred"] = image.to_file_geometry(result.mask)
         data["pred_meta_dict"] = {"affine": image.affine}
@@ -119,6 +125,7 @@ class RadVLSMInferTask(BasicInferTask):
         data["result"] = finite_json(
             {
                 **self.findings(result, prompts),
+                **extra,
                 "image_size": list(image.size_hw),
                 "embedding_cached": cached,
                 "model": served,
