@@ -116,15 +116,24 @@ def run_fusion_stage(
     return fit_fusion(model, inputs, epochs=epochs, lr=lr, seed=seed)
 
 
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """float16 copy of a floating-point tensor when all its values fit float16; the tensor itself otherwise."""
+    if not tensor.is_floating_point():
+        return tensor
+    half = tensor.half()
+    return half if torch.isfinite(half).all() or not torch.isfinite(tensor).all() else tensor
+
+
 def save_model(model, path: str, metrics: dict | None = None) -> str:
     """Write the shippable weights atomically (temporary file, fsync, rename), with a JSON of the metrics beside it.
 
     A server reading ``model.pt`` meanwhile sees the old file or the new one, never a partial one.
-    Floating-point weights are stored in float16 (half the size; loading casts them back to the model's dtype).
+    Floating-point weights are stored in float16 (half the size; loading casts them back to the model's dtype),
+    except tensors with values beyond float16's range (e.g. radiomics means), which stay float32.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in trained_state_dict(model).items()}
+    state = {k: _compact(v) for k, v in trained_state_dict(model).items()}
     with atomic_write(target) as f:
         torch.save(state, f)
     if metrics is not None:

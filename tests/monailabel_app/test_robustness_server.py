@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from hostile_inputs import write_hostile_studies
 from label_server import TINY_CONF, LabelServer, parse_infer
 from PIL import Image
-from robustness_inputs import write_hostile_studies
 
 GOOD = "bus_0001-l"
 
