@@ -106,7 +106,8 @@ class RadVLSMApp(MONAILabelApp):
         """MONAI Label's infer, with 404 for an unknown model or image and 422 for unsafe names or paths.
 
         An image (or region ``label``) given as a file path is accepted only when it is a file MONAI Label
-        stored from the request's upload or lies inside the studies folder; an image ID must be a plain name.
+        stored from the request's upload or lies inside the studies folder or the session store; an image
+        ID must be a plain name.
 
         Raises:
             HTTPException: 404 naming the unknown model (and the available ones) or image; 422 for an image
@@ -117,6 +118,8 @@ class RadVLSMApp(MONAILabelApp):
             raise not_found(f"unknown model {model!r}; available: {', '.join(self._infers)}")
         image, label = request.get("image"), request.get("label")
         folders = [] if self.studies.startswith(("http://", "https://")) else [self.studies]
+        if self.sessions() is not None:  # images uploaded to a session (3D Slicer) live in the session store
+            folders.append(self.sessions().store_path)
         with client_errors("infer request"):
             if not isinstance(image, str) or not image:
                 raise RadVLSMInputError(f"must be an image ID or an uploaded file, got {image!r}", "image")

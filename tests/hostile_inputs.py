@@ -33,12 +33,13 @@ def gradient(h: int, w: int, dtype: type = np.uint8, top: int = 255) -> np.ndarr
     return ((np.add.outer(np.arange(h), np.arange(w)) * top // max(1, h + w - 2)) % (top + 1)).astype(dtype)
 
 
-def write_hostile_studies(folder: Path, good: Path) -> dict[str, tuple[int, str]]:
+def write_hostile_studies(folder: Path, good: Path, huge: bool = True) -> dict[str, tuple[int, str]]:
     """Write the hostile images into ``folder``.
 
     Args:
         folder: the studies folder.
         good: a good phantom PNG (truncated and renamed copies are made from it).
+        huge: also write the 8000 x 8000 image (about 2.5 GB of memory to segment).
 
     Returns:
         image ID -> (expected HTTP status of ``radvlsm_auto``, words the answer must hold; "" for 200).
@@ -52,7 +53,8 @@ def write_hostile_studies(folder: Path, good: Path) -> dict[str, tuple[int, str]
     Image.fromarray(gradient(120, 160, np.uint16, 65535)).save(folder / "gray16.png")
     rgba = np.dstack([gradient(90, 110)] * 3 + [np.full((90, 110), 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
-    Image.fromarray(gradient(BIG_SIDE, BIG_SIDE)).save(folder / "huge.png", compress_level=1)
+    if huge:
+        Image.fromarray(gradient(BIG_SIDE, BIG_SIDE)).save(folder / "huge.png", compress_level=1)
     Image.fromarray(gradient(16, 16)).save(folder / "tiny16.png")
     Image.fromarray(np.full((64, 80), 77, np.uint8)).save(folder / "constant.png")
     rng = np.random.default_rng(0)
@@ -62,7 +64,7 @@ def write_hostile_studies(folder: Path, good: Path) -> dict[str, tuple[int, str]
     nan = rng.random((40, 30)).astype(np.float32)
     nan[3, 4] = np.nan
     nib.save(nib.Nifti1Image(nan, np.eye(4)), str(folder / "nan.nii.gz"))
-    return {
+    expected = {
         "truncated": (422, "truncated"),
         "zero_bytes": (422, "zero bytes"),
         "text_named_png": (422, "not a readable image"),
@@ -77,3 +79,4 @@ def write_hostile_studies(folder: Path, good: Path) -> dict[str, tuple[int, str]
         "tiny16": (200, ""),
         "constant": (200, ""),
     }
+    return expected if huge else {k: v for k, v in expected.items() if k != "huge"}
