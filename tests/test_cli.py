@@ -26,3 +26,14 @@ def test_bad_input_is_one_clear_line(tmp_path, caplog) -> None:
     bad.write_bytes(b"not a png")
     assert main(["predict", str(bad), "--variant", "tiny", "--weights", str(tmp_path / "none.pt")]) == 2
     assert "broken.png" in caplog.text and "cannot read image" in caplog.text
+
+
+def test_corrupt_weights_are_refused_with_one_clear_line(phantom_dir, tmp_path, caplog) -> None:
+    image = sorted((phantom_dir / "Images").glob("*.png"))[0]
+    for name, content in (("empty.pt", b""), ("garbage.pt", b"PK\x03\x04 not a zip" * 50)):
+        weights = tmp_path / name
+        weights.write_bytes(content)
+        caplog.clear()
+        assert main(["predict", str(image), "--variant", "tiny", "--weights", str(weights)]) == 2
+        assert f"{weights}: cannot read model weights" in caplog.text
+        assert "Traceback" not in caplog.text

@@ -10,21 +10,24 @@ from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
 
+from lib.atomic_datastore import AtomicLocalDatastore
+
 logger = logging.getLogger(__name__)
 
 IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii", "*.nii.gz")
 
 
 def local_datastore(studies: str) -> LocalDatastore:
-    """A folder of PNG/JPEG/DICOM/NIfTI 2D images (labels under ``labels/``), MONAI Label's local datastore.
+    """A folder of PNG/JPEG/DICOM/NIfTI 2D images (labels under ``labels/``): MONAI Label's local datastore
+    with checked names and uploads and crash-safe writes (:class:`lib.atomic_datastore.AtomicLocalDatastore`).
 
     Args:
         studies: the folder.
     """
     logger.info("local datastore %s (%s)", studies, ", ".join(IMAGE_PATTERNS))
-    return LocalDatastore(
+    return AtomicLocalDatastore(
         studies,
-        extensions=list(IMAGE_PATTERNS),
+        extensions=IMAGE_PATTERNS,
         auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
         read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
     )

@@ -31,7 +31,9 @@ def _as_list(value: Any, name: str) -> list:
 
 
 def _numbers(values: Any, name: str) -> list[float]:
-    if not isinstance(values, list | tuple) or not all(isinstance(v, int | float) for v in values):
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
         raise RadVLSMInputError(f"expected numbers, got {values!r}", name)
     out = [float(v) for v in values]
     if not all(math.isfinite(v) for v in out):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 from SimpleITK import ImageFileReader
 
 from radvlsm.data.records import PATHOLOGIES
@@ -67,6 +68,8 @@ def image_shape(path: str | Path, role: str = "image") -> tuple[int, int]:
         raise DataValidationError(f"{role} file is empty (zero bytes)", str(p))
     try:
         header = _pil_header(p)
+    except DecompressionBombError as err:
+        raise DataValidationError(f"{role} is too large to decode safely ({err})", str(p)) from err
     except OSError as err:
         raise DataValidationError(f"{role} is not a readable image ({err})", str(p)) from err
     if header is not None:
@@ -93,7 +96,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             arr = np.asarray(img)
     except UnidentifiedImageError:
         arr = _load_with_monai(p)
-    except OSError as err:
+    except (OSError, DecompressionBombError) as err:
         raise DataValidationError(f"mask cannot be decoded ({err})", str(p)) from err
     arr = np.asarray(arr)
     if arr.ndim == 3:
@@ -119,7 +122,7 @@ def _decode_image(path: Path) -> None:
             img.load()
     except UnidentifiedImageError:
         _load_with_monai(path)
-    except OSError as err:
+    except (OSError, DecompressionBombError) as err:
         raise DataValidationError(f"image cannot be decoded, truncated or corrupt ({err})", str(path)) from err
 
 

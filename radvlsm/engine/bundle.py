@@ -10,15 +10,16 @@ import logging
 from pathlib import Path
 
 import torch
-from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from radvlsm.atomic_files import atomic_write, atomic_write_text
 from radvlsm.data.datalist import load_dataset
 from radvlsm.data.phantom import ensure_phantom_dataset
 from radvlsm.data.records import DatasetReport
 from radvlsm.data.splits import all_split, read_split, split_by_case, write_split
+from radvlsm.engine.checkpoints import attach_stage_checkpoints
 from radvlsm.engine.distributed import barrier, is_main_process
 from radvlsm.engine.embedding_cache import EmbeddingCache
-from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader, stage_modules
+from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.build import load_trained_weights, trained_state_dict
 
@@ -93,34 +94,14 @@ def prepare_splits(
 
 
 def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True, train_encoder: bool = False):
-    """Save the stage's trained modules, optimiser and progress every epoch; resume from that file when it exists.
+    """Checkpoint a stage every epoch (atomically) and resume from its newest readable checkpoint.
 
-    In a multi-process run only rank 0 writes (the ranks hold the same weights); every rank resumes.
-
-    Args:
-        trainer: the stage's :class:`SupervisedTrainer`.
-        ckpt_dir: checkpoint folder.
-        stage: ``align`` or ``segment`` (names the files).
-        resume: load the newest checkpoint of this stage when there is one.
-        train_encoder: the image encoder is trained (and so checkpointed) too.
+    See :func:`radvlsm.engine.checkpoints.attach_stage_checkpoints` (the bundle's ``resume`` option).
 
     Returns:
         the trainer (for chaining in JSON).
     """
-    folder = Path(ckpt_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    modules = stage_modules(trainer.network, stage, train_encoder)  # not the frozen towers: small files
-    save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
-    name = f"checkpoint_{stage}"
-    # built on every rank (its first use of ignite.distributed is collective); ignite's DiskSaver writes on rank 0
-    CheckpointSaver(str(folder), save_dict, file_prefix=name, save_interval=1, n_saved=1, epoch_level=True).attach(
-        trainer
-    )
-    existing = sorted(folder.glob(f"{name}_checkpoint_epoch=*.pt"))
-    if resume and existing:
-        logger.info("resuming stage %s from %s", stage, existing[-1])
-        CheckpointLoader(str(existing[-1]), save_dict, map_location="cpu", strict=False).attach(trainer)
-    return trainer
+    return attach_stage_checkpoints(trainer, ckpt_dir, stage, resume=resume, train_encoder=train_encoder)
 
 
 def run_fusion_stage(
@@ -135,30 +116,46 @@ def run_fusion_stage(
     return fit_fusion(model, inputs, epochs=epochs, lr=lr, seed=seed)
 
 
-def save_model(model, path: str, metrics: dict | None = None) -> str:
-    """Write the shippable weights atomically (``path.tmp`` then rename), with a JSON of the metrics beside it.
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """float16 copy of a floating-point tensor when all its values fit float16; the tensor itself otherwise."""
+    if not tensor.is_floating_point():
+        return tensor
+    half = tensor.half()
+    return half if torch.isfinite(half).all() or not torch.isfinite(tensor).all() else tensor
 
-    Floating-point weights are stored in float16 (half the size; loading casts them back to the model's dtype).
+
+def save_model(model, path: str, metrics: dict | None = None) -> str:
+    """Write the shippable weights atomically (temporary file, fsync, rename), with a JSON of the metrics beside it.
+
+    A server reading ``model.pt`` meanwhile sees the old file or the new one, never a partial one.
+    Floating-point weights are stored in float16 (half the size; loading casts them back to the model's dtype),
+    except tensors with values beyond float16's range (e.g. radiomics means), which stay float32.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    state = {k: v.half() if v.is_floating_point() else v for k, v in trained_state_dict(model).items()}
-    torch.save(state, tmp)
-    tmp.replace(target)
+    state = {k: _compact(v) for k, v in trained_state_dict(model).items()}
+    with atomic_write(target) as f:
+        torch.save(state, f)
     if metrics is not None:
-        target.with_suffix(".json").write_text(json.dumps(metrics, indent=2, default=float))
+        atomic_write_text(target.with_suffix(".json"), json.dumps(metrics, indent=2, default=float))
     logger.info("model weights saved to %s (%.1f MB)", target, target.stat().st_size / 1e6)
     return str(target)
 
 
 def load_best(model, path: str):
-    """Load the best validation checkpoint of the segment stage (kept by MONAI's CheckpointSaver) when present."""
+    """Load the best validation checkpoint of the segment stage (kept by MONAI's CheckpointSaver) when present.
+
+    An unreadable file (e.g. a run killed while writing it) is logged and the last weights are kept.
+    """
     target = Path(path)
     if not target.is_file():
         logger.warning("no best checkpoint at %s; keeping the last weights", target)
         return model
-    state = torch.load(target, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(target, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        logger.error("best checkpoint %s cannot be read (%s); keeping the last weights", target, exc)
+        return model
     model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
     logger.info("loaded the best validation weights from %s", target)
     return model

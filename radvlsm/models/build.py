@@ -140,6 +140,18 @@ def load_trained_weights(model: RadVLSM, path: str | Path) -> RadVLSM:
     if not isinstance(state, dict):
         raise RadVLSMInputError("not a state dict", str(path))
     state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RadVLSMInputError("not a state dict of tensors", str(path))
+    if any(torch.isnan(v).any() for v in state.values() if v.is_floating_point()):
+        raise RadVLSMInputError("weights hold NaN values", str(path))
+    own = model.state_dict()
+    wrong = [
+        f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    if wrong:
+        raise RadVLSMInputError(f"weights do not fit the model: wrong shapes {wrong[:3]}", str(path))
     result = model.load_state_dict(state, strict=False)
     # a file without image-encoder weights keeps the pretrained encoder the model was built with
     frozen = (

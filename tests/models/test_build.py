@@ -60,3 +60,44 @@ def test_disk_embedding_cache_is_reused_and_keyed_by_encoder_weights(tmp_path) -
     tuned.embedding_cache.get_or_compute(image, tuned.image_encoder)
     assert tuned.embedding_cache.misses == 1  # other encoder weights never read the first model's files
     assert with_embedding_cache(tuned, "").embedding_cache is tuned.embedding_cache
+
+
+def test_corrupt_nan_and_mismatched_weights_are_input_errors(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_radvlsm("tiny", radiomics=False)
+    state = trained_state_dict(model)
+    good = tmp_path / "good.pt"
+    torch.save(state, good)
+    data = good.read_bytes()
+    cases = {
+        "cannot read model weights": data[: len(data) // 2],
+        "not a state dict": None,
+        "NaN": {**state, next(iter(state)): torch.full_like(next(iter(state.values())), float("nan"))},
+        "wrong shapes": trained_state_dict(build_radvlsm("tiny", radiomics=False, embed_dim=16)),
+    }
+    for words, content in cases.items():
+        path = tmp_path / "bad.pt"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content if content is not None else [1, 2, 3], path)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(RadVLSMInputError, match=words):
+            load_trained_weights(model, path)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), words  # untouched
+
+
+def test_saved_weights_keep_values_beyond_float16_range(tmp_path) -> None:
+    from radvlsm.engine.bundle import save_model
+
+    torch.manual_seed(0)
+    model = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=True)
+    model.standardizer.mean.fill_(1.0e6)  # radiomics features such as energy exceed 65504
+    model.standardizer.mean[0] = 3.0
+    path = save_model(model, str(tmp_path / "model.pt"))
+    saved = torch.load(path, weights_only=True)
+    assert saved["standardizer.mean"].dtype == torch.float32 and torch.isfinite(saved["standardizer.mean"]).all()
+    assert any(v.dtype == torch.float16 for v in saved.values())  # the rest is still compacted
+    other = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=True)
+    load_trained_weights(other, path)
+    torch.testing.assert_close(other.standardizer.mean, model.standardizer.mean)

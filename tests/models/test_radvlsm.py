@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.build import build_radvlsm
@@ -118,3 +120,20 @@ def test_clicks_become_boxes_that_hold_them(tiny) -> None:
         assert mask_logits.shape == (1, 1, 64, 64)
     finally:
         tiny.click_to_box = True
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(8, 700), w=st.integers(8, 700), seed=st.integers(0, 2**16))
+def test_candidates_and_clicks_lie_inside_any_image(tiny, h, w, seed) -> None:
+    """Property: automatic candidate boxes and points, and click-completed boxes, stay inside the image."""
+    rng = np.random.default_rng(seed)
+    image = (rng.random((h, w)) * 255).astype(np.uint8)
+    result = tiny.predict(image)
+    assert result.mask.shape == (h, w)
+    for c in result.candidates:
+        x1, y1, x2, y2 = c.box
+        assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h, (c.box, (h, w))
+        assert all(0 <= x <= w and 0 <= y <= h for x, y in c.points), (c.points, (h, w))
+    click = [[float(rng.uniform(0, w)), float(rng.uniform(0, h))]]
+    clicked = tiny.predict(image, points=click)
+    assert clicked.mask.shape == (h, w) and clicked.prompt_mode == "points"

@@ -22,12 +22,14 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from lib.bundle_model import BundleModel
 from lib.http_errors import client_errors
 from lib.images import LoadedImage, label_extension, load_image_2d
+from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.result import RadVLSMResult
 
 logger = logging.getLogger(__name__)
 
 LABELS = {"lesion": 1}
+RESULT_EXTENSIONS = (".png", ".nii.gz", ".nii")
 
 
 def finite_json(value: Any) -> Any:
@@ -39,6 +41,19 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_json(v) for v in value]
     return value
+
+
+def result_extension(requested: Any, image_path: str) -> str:
+    """The label file type: the request's ``result_extension`` when it is one of :data:`RESULT_EXTENSIONS`.
+
+    Raises:
+        RadVLSMInputError: any other requested extension (it names a file the writer creates).
+    """
+    if not requested:
+        return label_extension(image_path)
+    if requested not in RESULT_EXTENSIONS:
+        raise RadVLSMInputError(f"must be one of {RESULT_EXTENSIONS}, got {requested!r}", "result_extension")
+    return str(requested)
 
 
 class LoadUltrasoundImaged:
@@ -121,7 +136,7 @@ class RadVLSMInferTask(BasicInferTask):
             served = self.model.status(device)
         data["pred"] = image.to_file_geometry(result.mask)
         data["pred_meta_dict"] = {"affine": image.affine}
-        data["result_extension"] = data.get("result_extension") or label_extension(image.path)
+        data["result_extension"] = result_extension(data.get("result_extension"), image.path)
         data["result"] = finite_json(
             {
                 **self.findings(result, prompts),

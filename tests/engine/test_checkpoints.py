@@ -1,0 +1,60 @@
+"""Stage checkpoints: numeric epoch order, damaged files skipped and moved aside, atomic saving, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from ignite.engine import Events
+
+from radvlsm.engine.checkpoints import attach_stage_checkpoints, latest_readable, stage_checkpoints
+from radvlsm.engine.workflow import build_stage_trainer, make_loader
+from radvlsm.models.build import build_radvlsm
+
+
+def fake_checkpoint(path: Path, epoch: int) -> Path:
+    torch.save({"model": {}, "optimizer": {}, "trainer": {"epoch": epoch}}, path)
+    return path
+
+
+def test_epochs_sort_as_numbers_and_damaged_newest_files_are_skipped(tmp_path: Path) -> None:
+    for epoch in (2, 9, 10):
+        fake_checkpoint(tmp_path / f"checkpoint_align_checkpoint_epoch={epoch}.pt", epoch)
+    (tmp_path / "checkpoint_align_checkpoint_epoch=x.pt").write_bytes(b"")
+    (tmp_path / "checkpoint_segment_checkpoint_epoch=50.pt").write_bytes(b"")
+    assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [10, 9, 2]
+    good = (tmp_path / "checkpoint_align_checkpoint_epoch=10.pt").read_bytes()
+    (tmp_path / "checkpoint_align_checkpoint_epoch=11.pt").write_bytes(good[: len(good) // 2])  # torn write
+    torch.save({"weights": 1}, tmp_path / "checkpoint_align_checkpoint_epoch=12.pt")  # not a training checkpoint
+    assert latest_readable(tmp_path, "align") == tmp_path / "checkpoint_align_checkpoint_epoch=10.pt"
+    assert (tmp_path / "checkpoint_align_checkpoint_epoch=11.pt.corrupt").is_file()
+    assert (tmp_path / "checkpoint_align_checkpoint_epoch=12.pt.corrupt").is_file()
+    assert latest_readable(tmp_path, "segment") is None
+
+
+def tiny_trainer(phantom_dir: Path, epochs: int):
+    from radvlsm.engine.bundle import prepare_dataset, prepare_splits
+
+    torch.manual_seed(0)
+    model = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=False)
+    items = prepare_splits(prepare_dataset(str(phantom_dir)), "all")["all"][:4]
+    loader = make_loader(items, "eval", batch_size=2, image_size=model.image_size)
+    return build_stage_trainer("align", model, loader, epochs, 1e-3, device="cpu")
+
+
+def test_a_second_run_continues_from_the_last_epoch_with_optimizer_state(phantom_dir: Path, tmp_path: Path) -> None:
+    first = attach_stage_checkpoints(tiny_trainer(phantom_dir, 2), tmp_path, "align")
+    first.run()
+    assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [2, 1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("tmp")]  # the atomic saver's temp files
+    second = attach_stage_checkpoints(tiny_trainer(phantom_dir, 4), tmp_path, "align")
+    started = []
+    second.add_event_handler(Events.EPOCH_STARTED, lambda engine: started.append(engine.state.epoch))
+    second.run()
+    assert started == [3, 4] and second.state.iteration == 4 * 2
+    assert second.optimizer.state, "the optimizer's moments were restored and used"
+    assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [4, 3]  # pruned across the restart
+    third = attach_stage_checkpoints(tiny_trainer(phantom_dir, 1), tmp_path, "align", resume=False)
+    assert stage_checkpoints(tmp_path, "align") == []
+    third.run()
+    assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [1]

@@ -1,0 +1,163 @@
+"""Concurrent infer requests against a running MONAI Label server, with latency and memory figures.
+
+Used by ``test_load.py`` (tiny network) and ``benchmarks/load.py`` (shipped weights). Each job is one
+``POST /infer/<model>`` sent from its own thread, all released at once; the server's resident memory
+(its whole process group) is sampled meanwhile, and ``GET /info/`` is probed to show whether the server
+still answers other requests while inferring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import psutil
+import requests
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One infer request: task, image ID and params."""
+
+    model: str
+    image: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """A stable name of the request (same request, same key)."""
+        return f"{self.model}|{self.image}|{json.dumps(self.params, sort_keys=True)}"
+
+
+@dataclass
+class Outcome:
+    """What one request gave: the job, status code, seconds from release to answer, the answer."""
+
+    job: Job
+    status: int
+    seconds: float
+    response: requests.Response | None
+    error: str = ""
+
+
+class RssSampler:
+    """Samples the resident memory (MB) of a process and its children every ``interval_s`` in a thread.
+
+    Args:
+        pid: the server's process ID.
+        interval_s: sampling period.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss_mb(self) -> float:
+        """Current RSS of the process and its children, in MB."""
+        total = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.rss_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        """Largest sample."""
+        return max(self.samples, default=0.0)
+
+
+def send(url: str, job: Job, timeout_s: float, start: threading.Event, t0: list[float]) -> Outcome:
+    """Wait for ``start``, send ``job``, time it from the common release time ``t0[0]``."""
+    start.wait()
+    try:
+        response = requests.post(
+            f"{url}/infer/{job.model}",
+            params={"image": job.image},
+            data={"params": json.dumps(job.params)},
+            timeout=timeout_s,
+        )
+        return Outcome(job, response.status_code, time.perf_counter() - t0[0], response)
+    except requests.RequestException as exc:
+        return Outcome(job, 0, time.perf_counter() - t0[0], None, f"{type(exc).__name__}: {exc}")
+
+
+def probe_info(url: str, stop: threading.Event, timeout_s: float) -> list[float]:
+    """Seconds each ``GET /info/`` took, sent back to back until ``stop`` is set."""
+    waits = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        with suppress(requests.RequestException):
+            requests.get(f"{url}/info/", timeout=timeout_s)
+        waits.append(time.perf_counter() - started)
+        stop.wait(0.2)
+    return waits
+
+
+def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
+    """Send all ``jobs`` at once (one thread each) and wait for every answer.
+
+    Args:
+        url: the server's root URL.
+        jobs: the requests.
+        timeout_s: per-request timeout (also bounds the whole run).
+        pid: the server's process ID (memory sampling).
+
+    Returns:
+        the outcomes (in job order) and a summary: throughput, p50/p95/max latency, peak and baseline RSS,
+        the longest ``/info/`` wait during the run.
+    """
+    start, t0 = threading.Event(), [0.0]
+    stop_probe = threading.Event()
+    with RssSampler(pid) as rss, ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
+        baseline = rss.rss_mb()
+        futures = [pool.submit(send, url, job, timeout_s, start, t0) for job in jobs]
+        time.sleep(0.5)  # every thread is waiting at the start line
+        t0[0] = time.perf_counter()
+        start.set()
+        probe = pool.submit(probe_info, url, stop_probe, timeout_s)
+        outcomes = [f.result(timeout=timeout_s + 30) for f in futures]
+        wall = time.perf_counter() - t0[0]
+        stop_probe.set()
+        info_waits = probe.result(timeout=timeout_s + 30)
+    latencies = sorted(o.seconds for o in outcomes)
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    summary = {
+        "requests": len(jobs),
+        "ok": sum(o.status == 200 for o in outcomes),
+        "wall_s": round(wall, 2),
+        "throughput_rps": round(len(jobs) / wall, 3),
+        "p50_s": round(quantiles[49], 3),
+        "p95_s": round(quantiles[94], 3),
+        "max_s": round(latencies[-1], 3),
+        "rss_before_mb": round(baseline, 1),
+        "rss_peak_mb": round(rss.peak_mb, 1),
+        "info_max_wait_s": round(max(info_waits, default=0.0), 3),
+    }
+    logger.info("load: %s", summary)
+    return outcomes, summary
