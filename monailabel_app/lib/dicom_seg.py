@@ -4,7 +4,8 @@ MONAI Label converts final labels to DICOM SEG with dcmqi's ``itkimage2segimage`
 from GitHub at start-up and which assumes a 3D patient coordinate system. Ultrasound images have
 none (the US IOD has no plane position or orientation), so the app writes the SEG itself: one binary
 segment per label value, one frame, referencing the source image (``ReferencedSeriesSequence``, which
-MONAI Label reads to pair labels with images), with the label's pixels in the image's row/column order.
+MONAI Label reads to pair labels with images), with the label's pixels in the image's row/column order
+and the shared pixel measures OHIF's SEG loader needs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import dcmread
 from pydicom.sr.codedict import codes
 
+from radvlsm.dicom.to_images import pixel_spacing_mm
 from radvlsm.dicom.uids import stable_uid
 from radvlsm.errors import RadVLSMInputError
 
@@ -71,6 +73,15 @@ def _segment(number: int, name: str) -> hd.seg.SegmentDescription:
     )
 
 
+def pixel_measures(image: Dataset) -> hd.PixelMeasuresSequence:
+    """The SEG's pixel measures: the image's calibrated spacing, or a nominal 1 mm when it has none.
+
+    Viewers (OHIF's SEG loader) require the shared pixel measures even for images without geometry.
+    """
+    spacing = pixel_spacing_mm(image) or (1.0, 1.0)
+    return hd.PixelMeasuresSequence(pixel_spacing=list(spacing), slice_thickness=None)
+
+
 def label_to_seg(
     image: Dataset, label: np.ndarray, names: Mapping[int, str] | None = None, series_description: str = "Rad-VLSM"
 ) -> hd.seg.Segmentation:
@@ -107,6 +118,7 @@ def label_to_seg(
         software_versions="1",
         device_serial_number="0",
         series_description=series_description,
+        pixel_measures=pixel_measures(image),
     )
 
 

@@ -84,7 +84,7 @@ def test_colour_and_jpeg_inputs(tmp_path: Path) -> None:
 
 def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(RadVLSMInputError, match="broken.png: not a readable PNG/JPEG"):
+    with pytest.raises(RadVLSMInputError, match=r"broken\.png: not a readable PNG/JPEG"):
         convert_images([tmp_path / "broken.png"], tmp_path / "out")
     with pytest.raises(RadVLSMInputError, match="no such file"):
         convert_images([tmp_path / "missing"], tmp_path / "out")

@@ -36,7 +36,7 @@ def test_monochrome1_is_inverted(phantom_dir: Path, tmp_path: Path) -> None:
 
 def test_not_dicom_and_multiframe_are_clear_errors(phantom_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "x.dcm").write_bytes(b"nope" * 50)
-    with pytest.raises(RadVLSMInputError, match="x.dcm: not a readable DICOM"):
+    with pytest.raises(RadVLSMInputError, match=r"x\.dcm: not a readable DICOM"):
         convert_dicom([tmp_path / "x.dcm"], tmp_path / "out")
     path = convert_images([sorted((phantom_dir / "Images").glob("*.png"))[0]], tmp_path / "one")[0]
     ds = dcmread(str(path))

@@ -67,6 +67,12 @@ class OrthancServer:
             answers.append(response.json())
         return answers
 
+    def series_metadata(self, study: str, series: str) -> list[dict]:
+        """WADO-RS series metadata (DICOM JSON, one item per instance)."""
+        response = requests.get(f"{self.dicomweb}/studies/{study}/series/{series}/metadata", timeout=60)
+        assert response.status_code == 200, f"metadata failed: {response.status_code} {response.text}"
+        return response.json()
+
     def find_series(self, **query: str) -> list[dict]:
         """QIDO-RS ``/series`` search (DICOM JSON answers)."""
         response = requests.get(f"{self.dicomweb}/series", params=query, timeout=60)

@@ -60,7 +60,7 @@ def test_converted_series_reads_with_the_image_orientation(series: tuple[Path, n
 
 
 def test_seg_of_a_nifti_label_and_of_ohif_bin_voxels(series: tuple[Path, np.ndarray], tmp_path: Path) -> None:
-    series_dir, original = series
+    series_dir, _ = series
     nifti = dicom_to_nifti(str(series_dir))
     image = load_image_2d(nifti)
     mask = asymmetric_mask(image.size_hw)
