@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Optional: what the end-to-end OHIF/Orthanc test (tests/e2e) needs beyond scripts/install.sh.
-# Debian packages orthanc + orthanc-dicomweb (the PACS) and chromium (the browser OHIF runs in), and
+# Debian packages orthanc + orthanc-dicomweb (the PACS), chromium (the browser OHIF runs in) and
+# dicom3tools (dciodvfy, checks the converter's DICOM), and
 # the Python `playwright` driver (the `e2e` extra; its own browser download is never used).
 # Idempotent. When a piece cannot be installed the e2e test skips, naming the missing piece.
 set -uo pipefail
@@ -9,7 +10,7 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 status=0
 
-APT_PACKAGES=(orthanc orthanc-dicomweb chromium)
+APT_PACKAGES=(orthanc orthanc-dicomweb chromium dicom3tools)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
