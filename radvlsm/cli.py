@@ -94,7 +94,8 @@ def cmd_dicom_from_images(args: argparse.Namespace) -> int:
     from radvlsm.dicom.from_images import ConversionOptions, convert_images
 
     options = ConversionOptions(pixel_spacing_mm=args.pixel_spacing, namespace=args.namespace,
-                                body_part=args.body_part, institution=args.institution)  # fmt: skip
+                                body_part=args.body_part, institution=args.institution,
+                                plane_geometry=not args.no_plane_geometry)  # fmt: skip
     written = convert_images(args.inputs, args.out, options, patient_id=args.patient_id)
     print(json.dumps({"out": str(args.out), "n_files": len(written)}, indent=2))
     return 0
@@ -120,6 +121,8 @@ def _add_dicom_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--namespace", default="radvlsm", help="mixed into the UIDs (default radvlsm)")
     p.add_argument("--body-part", default="BREAST", help="BodyPartExamined (default BREAST)")
     p.add_argument("--institution", default="", help="InstitutionName")
+    p.add_argument("--no-plane-geometry", action="store_true",
+                   help="bare US IOD: no frame of reference or image plane (OHIF cannot overlay labels)")  # fmt: skip
     p.set_defaults(func=cmd_dicom_from_images)
     p = dsub.add_parser("to-images", help=cmd_dicom_to_images.__doc__)
     p.add_argument("inputs", nargs="+", help="DICOM files or folders (searched for *.dcm)")

@@ -10,6 +10,7 @@ and the shared pixel measures OHIF's SEG loader needs.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from radvlsm.errors import RadVLSMInputError
 logger = logging.getLogger(__name__)
 
 SERIES_NUMBER = 300
+LESION_COLOUR_LAB = hd.color.CIELabColor(50.0, 66.0, 45.0)  # a red, about sRGB (220, 50, 50)
 
 
 def source_image(series_dir: str | Path) -> Dataset:
@@ -61,7 +63,7 @@ def label_rows_columns(label_file: str | Path, rows: int, columns: int) -> np.nd
 
 
 def _segment(number: int, name: str) -> hd.seg.SegmentDescription:
-    return hd.seg.SegmentDescription(
+    description = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=name,
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
@@ -71,15 +73,36 @@ def _segment(number: int, name: str) -> hd.seg.SegmentDescription:
             name="Rad-VLSM", version="1", family=codes.DCM.ArtificialIntelligence
         ),
     )
+    description.RecommendedDisplayCIELabValue = list(LESION_COLOUR_LAB.value)  # else viewers pick (and warn)
+    return description
 
 
 def pixel_measures(image: Dataset) -> hd.PixelMeasuresSequence:
     """The SEG's pixel measures: the image's calibrated spacing, or a nominal 1 mm when it has none.
 
-    Viewers (OHIF's SEG loader) require the shared pixel measures even for images without geometry.
+    Viewers (OHIF's SEG loader) require the shared pixel measures even for images without geometry;
+    the slice thickness is the image's (``SliceThickness``; see :func:`geometry_source`), if any.
     """
     spacing = pixel_spacing_mm(image) or (1.0, 1.0)
-    return hd.PixelMeasuresSequence(pixel_spacing=list(spacing), slice_thickness=None)
+    thickness = image.get("SliceThickness")
+    return hd.PixelMeasuresSequence(pixel_spacing=list(spacing), slice_thickness=thickness)
+
+
+def geometry_source(image: Dataset) -> Dataset:
+    """``image`` as highdicom should see it: a frame of reference only together with a complete image plane.
+
+    highdicom takes a single-frame image's slice thickness from ``SliceThickness``, which US images lack:
+    the copy gets a nominal 1 mm (the SEG's own pixel measures come from :func:`pixel_measures`).
+    """
+    if "FrameOfReferenceUID" not in image:
+        return image
+    source = copy.copy(image)
+    if not all(k in image for k in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing")):
+        del source.FrameOfReferenceUID
+        return source
+    if "SliceThickness" not in image:
+        source.SliceThickness = 1.0
+    return source
 
 
 def label_to_seg(
@@ -103,9 +126,10 @@ def label_to_seg(
         raise RadVLSMInputError("the label is empty: nothing to store as DICOM SEG", str(image.SOPInstanceUID))
     names = dict(names or {1: "lesion"})
     masks = np.stack([label == v for v in values], axis=-1)[None]  # (1 frame, rows, columns, segments)
+    source = geometry_source(image)
     digest = hd.UID(stable_uid("seg", str(image.SOPInstanceUID), hashlib.sha256(label.tobytes()).hexdigest()))
     return hd.seg.Segmentation(
-        source_images=[image],
+        source_images=[source],
         pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(i + 1, names.get(v, f"label {v}")) for i, v in enumerate(values)],
@@ -118,7 +142,7 @@ def label_to_seg(
         software_versions="1",
         device_serial_number="0",
         series_description=series_description,
-        pixel_measures=pixel_measures(image),
+        pixel_measures=pixel_measures(source),
     )
 
 

@@ -6,7 +6,14 @@ the patient is the CSV's ``Case`` (and ``Side`` gives the image laterality); in 
 is its own patient unless one ``patient_id`` is given. Gray images (including RGB files whose three
 channels are equal) are stored MONOCHROME2, colour ones RGB; JPEG sources are flagged as lossy. A known
 pixel spacing is written as an ultrasound calibration region (``SequenceOfUltrasoundRegions``, the US
-IOD's way to carry it); no patient coordinate system (frame of reference, plane position) is claimed.
+IOD's way to carry it). By default each image also gets a trivial image plane (``plane_geometry``):
+its own ``FrameOfReferenceUID``, ``ImageOrientationPatient`` 1\\0\\0\\0\\1\\0 (rows along x,
+columns along y), ``ImagePositionPatient`` 0\\0\\0 and ``PixelSpacing`` (the calibration when known,
+else a *nominal* 1 mm, flagged in ``PixelSpacingCalibrationDescription`` and ignored by
+:func:`radvlsm.dicom.to_images.pixel_spacing_mm`). These Image Plane attributes are not part of the US
+IOD (a standard extended SOP class) and describe no real patient position: they exist because OHIF /
+cornerstone3D build a one-slice volume from them, which is how OHIF draws a segmentation over the image
+(MONAI Label results and stored DICOM SEG). Turn them off for a PACS that should get the bare US IOD.
 UIDs come from :mod:`radvlsm.dicom.uids`, so converting again gives the same UIDs.
 """
 
@@ -34,6 +41,8 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
+NOMINAL_SPACING_MM = (1.0, 1.0)
+NOMINAL_SPACING_NOTE = "NOMINAL 1 MM, UNCALIBRATED"
 
 
 @dataclass
@@ -64,12 +73,15 @@ class ConversionOptions:
         namespace: mixed into every UID (keeps two datasets with the same IDs apart).
         body_part: ``BodyPartExamined``.
         institution: ``InstitutionName`` (empty: not written).
+        plane_geometry: write the trivial image plane (frame of reference, orientation, position, pixel
+            spacing) that viewers such as OHIF need to overlay segmentations; see the module docstring.
     """
 
     pixel_spacing_mm: tuple[float, float] | None = None
     namespace: str = DEFAULT_NAMESPACE
     body_part: str = "BREAST"
     institution: str = ""
+    plane_geometry: bool = True
 
 
 def _pixels(path: Path) -> tuple[np.ndarray, str]:
@@ -172,8 +184,23 @@ def image_to_dataset(source: SourceImage, options: ConversionOptions, series_num
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
     if options.pixel_spacing_mm:
         ds.SequenceOfUltrasoundRegions = [_ultrasound_region(ds.Rows, ds.Columns, options.pixel_spacing_mm)]
+    if options.plane_geometry:
+        _add_image_plane(
+            ds, options.pixel_spacing_mm, stable_uid("frame", source.patient_id, source.image_id, namespace=ns)
+        )
     ds.PixelData = pixels.tobytes()
     return ds
+
+
+def _add_image_plane(ds: Dataset, spacing_mm: tuple[float, float] | None, frame_uid: str) -> None:
+    """The image's own frame of reference with the pixel grid on its x/y plane (see the module docstring)."""
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0, 0, 0]
+    ds.PixelSpacing = [float(v) for v in (spacing_mm or NOMINAL_SPACING_MM)]
+    if spacing_mm is None:
+        ds.PixelSpacingCalibrationDescription = NOMINAL_SPACING_NOTE
 
 
 def busbra_sources(root: Path) -> list[SourceImage]:

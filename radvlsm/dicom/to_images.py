@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread
 from pydicom.pixel_data_handlers.util import convert_color_space
 
+from radvlsm.dicom.from_images import NOMINAL_SPACING_NOTE
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
@@ -94,11 +95,14 @@ def seg_mask(ds: Dataset, source: str = "") -> np.ndarray:
 
 
 def pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
-    """``(row, column)`` spacing in mm from the first cm-calibrated ultrasound region, or ``PixelSpacing``."""
+    """``(row, column)`` spacing in mm from the first cm-calibrated ultrasound region, or ``PixelSpacing``.
+
+    A nominal ``PixelSpacing`` (see :mod:`radvlsm.dicom.from_images`) is no calibration: None.
+    """
     for region in ds.get("SequenceOfUltrasoundRegions", []):
         if region.get("PhysicalUnitsXDirection") == 3 and region.get("PhysicalUnitsYDirection") == 3:
             return float(region.PhysicalDeltaY) * 10.0, float(region.PhysicalDeltaX) * 10.0
-    if "PixelSpacing" in ds:
+    if "PixelSpacing" in ds and ds.get("PixelSpacingCalibrationDescription") != NOMINAL_SPACING_NOTE:
         return float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])
     return None
 

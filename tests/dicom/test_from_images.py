@@ -12,7 +12,7 @@ from PIL import Image
 from pydicom import dcmread
 
 from radvlsm.cli import main
-from radvlsm.dicom.from_images import ConversionOptions, convert_images
+from radvlsm.dicom.from_images import NOMINAL_SPACING_NOTE, ConversionOptions, convert_images
 from radvlsm.dicom.to_images import pixel_spacing_mm
 from radvlsm.dicom.validation import ULTRASOUND_IMAGE_STORAGE, us_problems
 from radvlsm.errors import RadVLSMInputError
@@ -109,3 +109,23 @@ def test_dciodvfy_finds_no_error(converted: list[Path]) -> None:
     report = result.stdout + result.stderr
     assert "USImage" in report
     assert not [line for line in report.splitlines() if line.startswith("Error")], report
+
+
+def test_image_plane_calibrated_nominal_or_off(converted: list[Path], tmp_path: Path) -> None:
+    ds = dcmread(str(converted[0]))
+    assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert [float(v) for v in ds.ImagePositionPatient] == [0, 0, 0]
+    assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.1, 0.12])
+    assert "PixelSpacingCalibrationDescription" not in ds
+    frames = {dcmread(str(p), stop_before_pixels=True).FrameOfReferenceUID for p in converted}
+    assert len(frames) == len(converted)  # one frame of reference per image: no shared patient space claimed
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(tmp_path / "x.png")
+    nominal = dcmread(str(convert_images([tmp_path / "x.png"], tmp_path / "a")[0]))
+    assert [float(v) for v in nominal.PixelSpacing] == [1.0, 1.0]
+    assert nominal.PixelSpacingCalibrationDescription == NOMINAL_SPACING_NOTE
+    assert pixel_spacing_mm(nominal) is None  # nominal spacing is no calibration
+    bare = dcmread(
+        str(convert_images([tmp_path / "x.png"], tmp_path / "b", ConversionOptions(plane_geometry=False))[0])
+    )
+    assert not {"FrameOfReferenceUID", "ImageOrientationPatient", "PixelSpacing"} & set(bare.dir())
+    assert bare.SOPInstanceUID == nominal.SOPInstanceUID and us_problems(bare) == []

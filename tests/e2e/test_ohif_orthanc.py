@@ -1,12 +1,15 @@
 """OHIF in headless Chromium against Orthanc (DICOMweb) and the MONAI Label app, end to end.
 
-Phantom studies are converted to DICOM US (``radvlsm dicom from-images``) and uploaded to a private
-Orthanc; MONAI Label serves the app on that DICOMweb store (``Modality=US``) with the shipped weights.
-In the OHIF viewer MONAI Label serves, the MONAI Label panel runs ``radvlsm_auto`` on the open study
-(a real click). That OHIF extension paints results only into volume labelmaps, which a single-frame
-ultrasound image does not get, so the returned label is saved the way its "save label" does
-(``PUT /datastore/label`` with the labelmap voxels as ``label.bin``); the app stores it in Orthanc as
-DICOM SEG, and OHIF then shows that SEG over the image. Screenshots go to ``tests/e2e/artifacts/``.
+Phantom studies are converted to DICOM US (``radvlsm dicom from-images``, with its default image plane)
+and uploaded to a private Orthanc; MONAI Label serves the app on that DICOMweb store (``Modality=US``)
+with the shipped weights. In the OHIF viewer MONAI Label serves, the MONAI Label panel runs
+``radvlsm_auto`` on the open study (a real click). That panel paints results only into a labelmap
+*volume*, which OHIF never builds for a one-image series (not "reconstructable", so the mode's MPR
+layout stays empty and a stack viewport gets an image labelmap): the panel's drawing is a strict xfail,
+and the returned label is saved the way its "save label" does (``PUT /datastore/label`` with the
+labelmap voxels as ``label.bin``). The app stores it in Orthanc as DICOM SEG, and OHIF's viewer then
+loads that SEG and overlays it on the image: checked in OHIF's segmentation state (the labelmap equals
+the saved mask) and on screen. Screenshots go to ``tests/e2e/artifacts/``.
 
 Skips with the missing piece named when Orthanc, its DICOMweb plugin, Chromium or Playwright is not
 installed (``scripts/install_e2e.sh`` installs them).
@@ -39,6 +42,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 N_IMAGES = 4
 UI_TIMEOUT_MS = 120_000
+# OHIF's segmentations (cornerstone3D tools state, which OHIF exposes on window) with their labelmap voxels
+SEGMENTATIONS_JS = """() => window.cornerstoneTools.segmentation.state.getSegmentations().map((s) => {
+  const labelmap = s.representationData.Labelmap || {};
+  const images = (labelmap.imageIds || []).map((id) => window.cornerstone.cache.getImage(id)).filter(Boolean);
+  return {id: s.segmentationId, label: s.label, volumeId: labelmap.volumeId || null,
+          voxels: images.map((im) => Array.from(im.getPixelData()))};
+})"""
 WEIGHTS = ROOT / "bundles" / "radvlsm_breast_us" / "models" / "model.pt"
 
 
@@ -127,7 +137,9 @@ def ohif_run(stack: Stack, phantom_dir: Path) -> dict:
             response = answer.value
             assert response.status == 200, f"{response.status}: {response.text()[:500]}"
             page.get_by_text("Running Segmentation - Successful").wait_for(timeout=UI_TIMEOUT_MS)
+            time.sleep(2)
             page.screenshot(path=str(ARTIFACTS / "ohif_auto_run.png"))
+            panel_segmentations = page.evaluate(SEGMENTATIONS_JS)
             series = response.url.split("image=")[1].split("&")[0]
             body = response.body()
     finally:
@@ -145,7 +157,8 @@ def ohif_run(stack: Stack, phantom_dir: Path) -> dict:
     saved = stack.label.request(
         "PUT", "/datastore/label", params=query, data={"params": json.dumps(params)}, files=files
     )
-    return {"series": series, "study": study, "mask": mask, "image": image, "saved": saved}
+    return {"series": series, "study": study, "mask": mask, "image": image, "saved": saved,
+            "panel_segmentations": panel_segmentations}  # fmt: skip
 
 
 def test_ohif_panel_runs_the_task_and_the_mask_lies_on_the_lesion(ohif_run: dict, phantom_dir: Path) -> None:
@@ -169,26 +182,55 @@ def test_saved_label_is_stored_in_orthanc_as_seg(stack: Stack, ohif_run: dict) -
     assert stats["label_tags"].get("final") == 1, stats
 
 
+def labelmap_voxels(segmentation: dict, rows: int, columns: int) -> np.ndarray:
+    """The one-image labelmap of an OHIF segmentation (from :data:`SEGMENTATIONS_JS`) as ``(rows, columns)``."""
+    assert len(segmentation["voxels"]) == 1, f"{len(segmentation['voxels'])} labelmap images, expected one"
+    return np.asarray(segmentation["voxels"][0], dtype=np.uint8).reshape(rows, columns)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="OHIF 3's SEG loader (cornerstone adapters) needs ImageOrientationPatient/plane positions, "
-    "which single-frame US images do not have: the SEG display set is listed but loading it fails",
+    reason="OHIF's MONAI Label panel writes results only into segmentationService.getLabelmapVolume('1'); "
+    "OHIF builds no volume for a one-image series (isDisplaySetReconstructable: 'Can't reconstruct if we only "
+    "have one image'), so the panel's labelmap is image based and it logs 'Volume Object is NOT In Cache'",
 )
+def test_ohif_panel_draws_its_result(ohif_run: dict) -> None:
+    image = ohif_run["image"]
+    panel = [s for s in ohif_run["panel_segmentations"] if s["id"] == "1"]
+    assert panel, f"the panel created no segmentation: {[s['id'] for s in ohif_run['panel_segmentations']]}"
+    drawn = labelmap_voxels(panel[0], image["rows"], image["columns"])
+    assert (drawn > 0).sum() > 0, "the panel's labelmap stayed empty after Run"
+
+
 def test_ohif_shows_the_stored_seg_over_the_image(stack: Stack, ohif_run: dict) -> None:
     assert ohif_run["saved"].status_code == 200
+    image, mask = ohif_run["image"], ohif_run["mask"]
     console: list[str] = []
     try:
         with chromium_page(console) as page:
             page.goto(f"{stack.label.url}/ohif/viewer?StudyInstanceUIDs={ohif_run['study']}")
             page.get_by_text("Confirm and Hide").click(timeout=UI_TIMEOUT_MS)
             page.locator("canvas").first.wait_for(timeout=UI_TIMEOUT_MS)
-            time.sleep(5)
+            # show the labelled image alone first (its thumbnail), then the SEG that references it
+            page.get_by_text(image["name"], exact=True).first.dblclick(timeout=UI_TIMEOUT_MS)
+            time.sleep(3)
             page.screenshot(path=str(ARTIFACTS / "ohif_before_seg.png"))
             before = coloured_pixels(ARTIFACTS / "ohif_before_seg.png", viewport_box(page))
+            assert page.evaluate(SEGMENTATIONS_JS) == []
             page.get_by_text("SEG", exact=True).first.dblclick(timeout=UI_TIMEOUT_MS)
-            time.sleep(10)
+            page.get_by_role("button", name="Yes").first.click(timeout=UI_TIMEOUT_MS)  # "open this Segmentation?"
+            page.wait_for_function("() => window.cornerstoneTools.segmentation.state.getSegmentations().length > 0",
+                                   timeout=UI_TIMEOUT_MS)  # fmt: skip
+            time.sleep(3)
             page.screenshot(path=str(ARTIFACTS / "ohif_seg_overlay.png"))
             after = coloured_pixels(ARTIFACTS / "ohif_seg_overlay.png", viewport_box(page))
+            segmentations = page.evaluate(SEGMENTATIONS_JS)
     finally:
         (ARTIFACTS / "ohif_console_seg.log").write_text("\n".join(console))
-    assert after > before + 200, f"no SEG overlay in OHIF ({before} -> {after} coloured pixels); see {ARTIFACTS}"
+    assert [s["label"] for s in segmentations] == ["Rad-VLSM"], segmentations
+    shown = labelmap_voxels(segmentations[0], image["rows"], image["columns"])
+    assert np.array_equal(shown > 0, mask > 0), (
+        f"OHIF's SEG labelmap differs from the saved mask ({(shown > 0).sum()} vs {(mask > 0).sum()} pixels, "
+        f"{np.logical_xor(shown > 0, mask > 0).sum()} differ): orientation or geometry lost"
+    )
+    assert after > before + 1000, f"no SEG overlay on screen ({before} -> {after} coloured pixels); see {ARTIFACTS}"

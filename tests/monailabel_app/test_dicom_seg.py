@@ -95,3 +95,24 @@ def test_empty_or_mismatched_labels_are_clear_errors(series: tuple[Path, np.ndar
 def test_segment_names_come_from_the_label_info() -> None:
     assert label_names(None) == {1: "lesion"}
     assert label_names([{"name": "mass", "idx": 1}, {"name": "cyst", "idx": 2}]) == {1: "mass", 2: "cyst"}
+
+
+def test_seg_carries_the_image_plane_when_the_image_has_one(series: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    series_dir, original = series
+    source = dcmread(str(next(series_dir.glob("*.dcm"))))
+    mask = asymmetric_mask(original.shape)
+    seg = label_to_seg(source, mask)
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [1.0, 1.0]
+    position = seg.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+    assert [float(v) for v in position] == [0, 0, 0]
+    assert len(seg.SegmentSequence[0].RecommendedDisplayCIELabValue) == 3
+    bare = dcmread(str(next(series_dir.glob("*.dcm"))))
+    for keyword in ("FrameOfReferenceUID", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+        delattr(bare, keyword)
+    plain = label_to_seg(bare, mask)
+    assert "FrameOfReferenceUID" not in plain
+    assert "PlaneOrientationSequence" not in plain.SharedFunctionalGroupsSequence[0]
+    assert np.array_equal(seg_mask(plain), seg_mask(seg))
