@@ -67,10 +67,7 @@ class RadVLSMApp(MONAILabelApp):
         """A local image folder, or DICOMweb (e.g. Orthanc, series with ``Modality=US``) when ``--studies`` is a URL."""
         if self.studies.startswith(("http://", "https://")):
             self.studies = self.studies.rstrip("/").strip()
-            try:  # dcmqi converts labels to DICOM SEG for OHIF; MONAI Label fetches it from GitHub
-                self._download_dcmqi_tools()
-            except Exception as exc:
-                logger.warning("dcmqi tools unavailable (%s): put itkimage2segimage on PATH for DICOM SEG output", exc)
+            # final labels become DICOM SEG through highdicom (lib.dicom_seg): no dcmqi download needed
             return dicomweb_datastore(self.studies, self.options.search_filter)
         return local_datastore(self.studies)
 

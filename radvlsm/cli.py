@@ -1,4 +1,4 @@
-"""``radvlsm`` command line: dataset report, phantom data, prediction and evaluation.
+"""``radvlsm`` command line: dataset report, phantom data, prediction, evaluation and DICOM conversion.
 
 Bad input ends with one clear line on stderr and exit status 2, never a bare stack trace.
 """
@@ -78,6 +78,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spacing(text: str) -> tuple[float, float]:
+    """``"0.1"`` or ``"0.1,0.12"`` (row, column) in mm."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive spacing in mm (ROW[,COLUMN])")
+    return (values[0], values[-1])
+
+
+def cmd_dicom_from_images(args: argparse.Namespace) -> int:
+    """PNG/JPEG images (a BUS-BRA folder, an image folder or files) to DICOM US files."""
+    from radvlsm.dicom.from_images import ConversionOptions, convert_images
+
+    options = ConversionOptions(pixel_spacing_mm=args.pixel_spacing, namespace=args.namespace,
+                                body_part=args.body_part, institution=args.institution,
+                                plane_geometry=not args.no_plane_geometry)  # fmt: skip
+    written = convert_images(args.inputs, args.out, options, patient_id=args.patient_id)
+    print(json.dumps({"out": str(args.out), "n_files": len(written)}, indent=2))
+    return 0
+
+
+def cmd_dicom_to_images(args: argparse.Namespace) -> int:
+    """DICOM images (and DICOM SEG labels) to PNG files."""
+    from radvlsm.dicom.to_images import convert_dicom
+
+    written = convert_dicom(args.inputs, args.out)
+    print(json.dumps({"out": str(args.out), "n_files": len(written)}, indent=2))
+    return 0
+
+
+def _add_dicom_parser(sub: argparse._SubParsersAction) -> None:
+    dicom = sub.add_parser("dicom", help="convert 2D ultrasound images to and from DICOM (for a PACS)")
+    dsub = dicom.add_subparsers(dest="dicom_command", required=True)
+    p = dsub.add_parser("from-images", help=cmd_dicom_from_images.__doc__)
+    p.add_argument("inputs", nargs="+", help="BUS-BRA folder(s), PNG/JPEG folder(s) or files")
+    p.add_argument("--out", required=True, help="output folder (one subfolder per patient)")
+    p.add_argument("--pixel-spacing", type=_spacing, help="ROW[,COLUMN] pixel spacing in mm, when known")
+    p.add_argument("--patient-id", help="one patient (and study) for every image")
+    p.add_argument("--namespace", default="radvlsm", help="mixed into the UIDs (default radvlsm)")
+    p.add_argument("--body-part", default="BREAST", help="BodyPartExamined (default BREAST)")
+    p.add_argument("--institution", default="", help="InstitutionName")
+    p.add_argument("--no-plane-geometry", action="store_true",
+                   help="bare US IOD: no frame of reference or image plane (OHIF cannot overlay labels)")  # fmt: skip
+    p.set_defaults(func=cmd_dicom_from_images)
+    p = dsub.add_parser("to-images", help=cmd_dicom_to_images.__doc__)
+    p.add_argument("inputs", nargs="+", help="DICOM files or folders (searched for *.dcm)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_dicom_to_images)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radvlsm", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -108,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("dataset_dir")
             p.add_argument("--output-dir", default="eval")
             p.add_argument("--n-overlays", type=int, default=8)
+    _add_dicom_parser(sub)
     return parser
 
 

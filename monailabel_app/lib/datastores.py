@@ -7,10 +7,11 @@ from typing import Any
 
 from dicomweb_client.session_utils import create_session_from_user_pass
 from monailabel.config import settings
-from monailabel.datastore.dicom import DICOMwebClientX, DICOMWebDatastore
+from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.datastore.local import LocalDatastore
 
 from lib.atomic_datastore import AtomicLocalDatastore
+from lib.dicomweb import UltrasoundDICOMwebDatastore
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ def local_datastore(studies: str) -> LocalDatastore:
     )
 
 
-def dicomweb_datastore(url: str, search_filter: dict[str, Any], cache_path: str | None = None) -> DICOMWebDatastore:
+def dicomweb_datastore(
+    url: str, search_filter: dict[str, Any], cache_path: str | None = None
+) -> UltrasoundDICOMwebDatastore:
     """A DICOMweb server (Orthanc: ``http://host:8042/dicom-web``), series found with ``search_filter``.
 
     Credentials, URL prefixes, frame fetching and NIfTI conversion follow MONAI Label's settings
     (``MONAI_LABEL_DICOMWEB_*``); the search filter is the app's (``{"Modality": "US"}`` by default).
+    Final labels are stored back as DICOM SEG (:class:`lib.dicomweb.UltrasoundDICOMwebDatastore`).
 
     Args:
         url: the DICOMweb root URL.
@@ -58,7 +62,7 @@ def dicomweb_datastore(url: str, search_filter: dict[str, Any], cache_path: str 
     )
     logger.info("DICOMweb datastore %s with search filter %s", url, search_filter)
     cache = cache_path or (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
-    return DICOMWebDatastore(
+    return UltrasoundDICOMwebDatastore(
         client=client,
         search_filter=dict(search_filter),
         cache_path=cache,

@@ -104,13 +104,16 @@ def parse_infer(response: requests.Response) -> tuple[dict, np.ndarray | None]:
 
 
 @contextmanager
-def running_server(studies: Path, work: Path, conf: dict[str, str]) -> Iterator[LabelServer]:
+def running_server(
+    studies: Path | str, work: Path, conf: dict[str, str], env: dict[str, str] | None = None
+) -> Iterator[LabelServer]:
     """Start ``monailabel start_server`` on a free port; yield when ``/info/`` answers; always stop it.
 
     Args:
-        studies: the image folder (``--studies``).
+        studies: the image folder or DICOMweb URL (``--studies``).
         work: a temporary folder for weights, training runs, sessions and the log.
         conf: extra ``--conf`` pairs.
+        env: extra environment variables (e.g. ``MONAI_LABEL_DICOMWEB_CACHE_PATH``).
     """
     port = free_port()
     model_dir, work_dir = work / "models", work / "work"
@@ -125,6 +128,7 @@ def running_server(studies: Path, work: Path, conf: dict[str, str]) -> Iterator[
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",  # scoring runs when a test asks (2 shared CPU cores)
         "MONAI_LABEL_SESSION_PATH": str(work / "sessions"),
+        **(env or {}),
     }
     log = work / "server.log"
     with open(log, "wb") as out:
