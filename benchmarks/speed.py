@@ -51,7 +51,7 @@ def main() -> None:
         load_trained_weights(model, args.weights)
     rng = np.random.default_rng(0)
     names = ("encoder", "focus_candidates", "decoder", "cues_reliability_mcra", "radiomics", "total_automatic")
-    parts: dict[str, list[float]] = {k: [] for k in (*names, "click_cached")}
+    parts: dict[str, list[float]] = {k: [] for k in (*names, "click_cached", "region_box_cached")}
     with torch.inference_mode():
         for i in range(args.images + 1):
             image, mask, _ = generate_phantom_image(rng, "malignant" if i % 2 else "benign", (300, 360))
@@ -71,6 +71,8 @@ def main() -> None:
             click = [[float(xs.mean()), float(ys.mean())]]
             model.predict(image)  # fills the embedding cache for this image
             _, t_click = timed(model.predict, image, points=click)
+            box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+            _, t_region = timed(model.predict_region, image, box=box)  # region recognition, cached embedding
             if i == 0:
                 continue  # warm-up
             parts["encoder"].append(t_enc)
@@ -80,6 +82,7 @@ def main() -> None:
             parts["radiomics"].append(t_rad)
             parts["total_automatic"].append(total)
             parts["click_cached"].append(t_click)
+            parts["region_box_cached"].append(t_region)
     result = {k: round(statistics.median(v), 1) for k, v in parts.items()}
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["threads"] = args.threads

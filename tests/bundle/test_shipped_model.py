@@ -53,3 +53,24 @@ def test_shipped_model_segments_a_phantom_lesion(phantom_dir) -> None:
     auto = model.predict(image)
     assert auto.mask.shape == truth.shape and 0.0 <= auto.malignancy_probability <= 1.0
     assert auto.radiomics, "the shipped model carries the radiomics fusion"
+
+
+@pytest.mark.slow
+def test_shipped_model_recognises_a_prompted_region(phantom_dir) -> None:
+    """The shipped weights carry a trained region prompt path (non-zero), and a box, a click and a mask of the
+    same lesion all give a region diagnosis with zero-shot findings."""
+    model = load_trained_weights(_bundle_network(), MODEL).eval()
+    assert float(model.region_prompt.to_features.weight.abs().sum()) > 0, "the region prompt path is untrained"
+    image_path = sorted((phantom_dir / "Images").glob("*.png"))[0]
+    image = np.asarray(Image.open(image_path))
+    truth = np.asarray(Image.open(phantom_dir / "Masks" / image_path.name.replace("bus_", "mask_"))) > 0
+    ys, xs = np.nonzero(truth)
+    prompts = (
+        {"box": [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]},
+        {"points": [[float(xs.mean()), float(ys.mean())]]},
+        {"mask": truth.astype(np.uint8)},
+    )
+    for kwargs in prompts:
+        result = model.predict_region(image, **kwargs)
+        assert result.region_prompt_trained and 0.0 <= result.malignancy_probability <= 1.0
+        assert abs(sum(result.descriptors["margin"].values()) - 1) < 1e-4
