@@ -133,8 +133,9 @@ def run(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def split_benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every split benchmark takes (data, split, weights, output, embedding cache, threads)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--split_file", required=True)
     parser.add_argument("--model_path", required=True)
@@ -143,10 +144,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     parser.add_argument("--cache_dir", default=None, help="keep image embeddings on disk for reruns")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
+    return parser
+
+
+def start(args: argparse.Namespace) -> None:
+    """Logging and torch threads as the parsed arguments ask."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def main() -> None:
+    args = split_benchmark_parser(__doc__.splitlines()[0]).parse_args()
+    start(args)
     summary = run(args.dataset_dir, args.split_file, args.model_path, args.split, args.limit, args.cache_dir)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2))

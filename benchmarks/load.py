@@ -32,26 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "monailabel_app"))  # the test suite's server runner and load client
 
 from label_server import parse_infer, running_server  # noqa: E402
-from load_client import Job, fire  # noqa: E402
-from PIL import Image  # noqa: E402
+from load_client import distinct_jobs, fire  # noqa: E402
 
 from radvlsm.data.phantom import generate_phantom_dataset  # noqa: E402
 
 logger = logging.getLogger("benchmarks.load")
 WEIGHTS_DIR = ROOT / "bundles" / "radvlsm_breast_us" / "models"
-
-
-def distinct_jobs(studies: Path) -> list[Job]:
-    """An automatic and a click request per image (the click at the image centre)."""
-    jobs = []
-    for path in sorted(studies.glob("*.png")):
-        with Image.open(path) as im:
-            w, h = im.size
-        jobs += [
-            Job("radvlsm_auto", path.stem),
-            Job("radvlsm_interactive", path.stem, {"foreground": [[w // 2, h // 2]]}),
-        ]
-    return jobs
 
 
 def check(outcomes: list, reference: dict) -> int:

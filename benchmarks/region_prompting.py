@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -31,7 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ablations import bundle_network_args  # this folder is on sys.path when run as a script
+from ablations import (  # this folder is on sys.path when run as a script
+    bundle_network_args,
+    split_benchmark_parser,
+    start,
+)
 
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits
@@ -149,20 +152,10 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset_dir", required=True)
-    parser.add_argument("--split_file", required=True)
-    parser.add_argument("--model_path", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
-    parser.add_argument("--cache_dir", default=None, help="keep image embeddings on disk for reruns")
+    parser = split_benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--no_automatic", action="store_true", help="skip the automatic pipeline rows (slow)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start(args)
     summary = run(
         args.dataset_dir,
         args.split_file,

@@ -107,38 +107,27 @@ class EvalIteration:
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
         self.cache = cache
 
+    def predict(self, model, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, S, S)`` binary mask and ``(B, 2)`` diagnosis logits of the automatic pipeline."""
+        out = model(embeddings=embeddings)
+        return (out.fused.mask_prob > 0.5).float(), out.fused.diag_logits
+
     def __call__(self, engine, batch: dict) -> dict[str, Any]:
         model = engine.network
         model.eval()
         images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
         with torch.no_grad():
-            embeddings = _embeddings(model, images, self.cache)
-            out = model(embeddings=embeddings)
-            prob = torch.softmax(out.fused.diag_logits, -1)[:, 1]
-        return {
-            "pred": (out.fused.mask_prob > 0.5).float(),
-            "label": labels,
-            "prob": prob,
-            "diagnosis": diagnosis,
-        }
+            pred, logits = self.predict(model, _embeddings(model, images, self.cache), labels)
+        return {"pred": pred, "label": labels, "prob": torch.softmax(logits, -1)[:, 1], "diagnosis": diagnosis}
 
 
-class RegionEvalIteration:
+class RegionEvalIteration(EvalIteration):
     """Region recognition for validation: the truth box as the region prompt, the region's malignancy probability.
 
-    Args:
-        cache: embedding cache shared with training.
+    ``pred`` is the prompt's own region map (binary), for completeness; the metric is the AUC.
     """
 
-    def __init__(self, cache: EmbeddingCache | None = None) -> None:
-        self.cache = cache
-
-    def __call__(self, engine, batch: dict) -> dict[str, Any]:
-        model = engine.network
-        model.eval()
-        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
-        with torch.no_grad():
-            embeddings = _embeddings(model, images, self.cache)
-            out = model.recognize_region(embeddings, model.region_map(boxes=boxes_from_masks(labels)))
-            prob = torch.softmax(out.diag_logits, -1)[:, 1]
-        return {"prob": prob, "diagnosis": diagnosis}
+    def predict(self, model, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The truth box's region map and the region's diagnosis logits."""
+        region_map = model.region_map(boxes=boxes_from_masks(labels))
+        return (region_map > 0.5).float(), model.recognize_region(embeddings, region_map).diag_logits

@@ -117,6 +117,21 @@ def make_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator)
 
 
+def _evaluator(model, loader, device, iteration, metrics: dict, handlers: Sequence | None) -> SupervisedEvaluator:
+    """A :class:`SupervisedEvaluator` whose first metric is the key metric."""
+    (key, key_metric), *others = metrics.items()
+    return SupervisedEvaluator(
+        device=torch.device(device),
+        val_data_loader=loader,
+        network=model,
+        iteration_update=iteration,
+        key_val_metric={key: key_metric},
+        additional_metrics=dict(others) or None,
+        val_handlers=list(handlers or []),
+        decollate=False,
+    )
+
+
 def build_evaluator(
     model: nn.Module,
     loader: DataLoader,
@@ -125,16 +140,11 @@ def build_evaluator(
     handlers: Sequence | None = None,
 ) -> SupervisedEvaluator:
     """Evaluator of the automatic pipeline: key metric ``val_dice``, plus ``val_auc``."""
-    return SupervisedEvaluator(
-        device=torch.device(device),
-        val_data_loader=loader,
-        network=model,
-        iteration_update=EvalIteration(cache),
-        key_val_metric={"val_dice": MeanDice(include_background=True, output_transform=from_engine(["pred", "label"]))},
-        additional_metrics={"val_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))},
-        val_handlers=list(handlers or []),
-        decollate=False,
-    )
+    metrics = {
+        "val_dice": MeanDice(include_background=True, output_transform=from_engine(["pred", "label"])),
+        "val_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"])),
+    }
+    return _evaluator(model, loader, device, EvalIteration(cache), metrics, handlers)
 
 
 def build_region_evaluator(
@@ -145,15 +155,8 @@ def build_region_evaluator(
     handlers: Sequence | None = None,
 ) -> SupervisedEvaluator:
     """Evaluator of region recognition with the truth box as prompt: key metric ``val_region_auc``."""
-    return SupervisedEvaluator(
-        device=torch.device(device),
-        val_data_loader=loader,
-        network=model,
-        iteration_update=RegionEvalIteration(cache),
-        key_val_metric={"val_region_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))},
-        val_handlers=list(handlers or []),
-        decollate=False,
-    )
+    metrics = {"val_region_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))}
+    return _evaluator(model, loader, device, RegionEvalIteration(cache), metrics, handlers)
 
 
 def build_stage_trainer(

@@ -16,9 +16,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 import requests
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +163,16 @@ def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Ou
     }
     logger.info("load: %s", summary)
     return outcomes, summary
+
+
+def distinct_jobs(studies: Path) -> list[Job]:
+    """An automatic and a click request (at the image centre) per PNG image of ``studies``."""
+    jobs = []
+    for path in sorted(studies.glob("*.png")):
+        with Image.open(path) as im:
+            w, h = im.size
+        jobs += [
+            Job("radvlsm_auto", path.stem),
+            Job("radvlsm_interactive", path.stem, {"foreground": [[w // 2, h // 2]]}),
+        ]
+    return jobs

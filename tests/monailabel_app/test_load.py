@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from label_server import TINY_CONF, LabelServer, parse_infer
-from load_client import Job, fire
-from PIL import Image
+from load_client import Job, distinct_jobs, fire
 
 N_IMAGES = 4
 N_REQUESTS = 32
@@ -35,14 +34,7 @@ def server(studies: Path, tmp_path_factory: pytest.TempPathFactory, label_server
 
 def jobs_for(studies: Path) -> list[Job]:
     """Automatic and click requests over the studies' images, repeated up to :data:`N_REQUESTS`."""
-    distinct = []
-    for path in sorted(studies.glob("*.png")):
-        with Image.open(path) as im:
-            w, h = im.size
-        distinct += [
-            Job("radvlsm_auto", path.stem),
-            Job("radvlsm_interactive", path.stem, {"foreground": [[w // 2, h // 2]]}),
-        ]
+    distinct = distinct_jobs(studies)
     return [distinct[i % len(distinct)] for i in range(N_REQUESTS)]
 
 
