@@ -192,3 +192,10 @@ def test_saved_labels_train_and_the_new_weights_are_served(
     assert result["model"]["trained"] is True and result["model"]["warning"] is None
     assert result["model"]["stamp"] == f"{stat.st_mtime_ns}-{stat.st_size}"
     assert label is not None and label.shape == image_size(studies, "bus_0003-l")
+
+
+@pytest.mark.parametrize("extension", [".nrrd", ".nii.gz"])
+def test_label_formats_viewers_ask_for(server: LabelServer, extension: str) -> None:
+    """OHIF's MONAI Label panel and 3D Slicer ask for NRRD labels; NIfTI stays available."""
+    response = server.infer("radvlsm_auto", "bus_0001-l", {"result_extension": extension})
+    assert response.status_code == 200, response.text[:500]

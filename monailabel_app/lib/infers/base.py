@@ -29,7 +29,7 @@ from radvlsm.models.result import RadVLSMResult
 logger = logging.getLogger(__name__)
 
 LABELS = {"lesion": 1}
-RESULT_EXTENSIONS = (".png", ".nii.gz", ".nii")
+RESULT_EXTENSIONS = (".png", ".nii.gz", ".nii", ".nrrd", ".seg.nrrd")  # OHIF and 3D Slicer ask for NRRD
 
 
 def finite_json(value: Any) -> Any:
