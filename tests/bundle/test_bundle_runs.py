@@ -148,3 +148,23 @@ def test_inferring_a_folder_writes_masks_and_json(trained: Path) -> None:
 
     assert Image.open(out / f"{first.stem}_mask.png").size == Image.open(first).size
     assert json.loads((out / f"{first.stem}.json").read_text())["diagnosis"] in ("benign", "malignant")
+
+
+@pytest.mark.slow
+def test_fusion_training_refits_only_the_radiomics_fusion(trained: Path) -> None:
+    """``fusion_training`` refits the standardiser and fusion head on top of a model.pt; the rest is kept."""
+    import torch
+
+    out = trained / "fusion_runs"
+    run_bundle(
+        "fusion_training", "train.json", *TINY,
+        "--dataset_dir", str(trained / "phantom"), "--output_dir", str(out),
+        "--initial_weights", str(trained / "runs" / "model.pt"), "--epochs_fusion", "3",
+    )  # fmt: skip
+    before = torch.load(trained / "runs" / "model.pt", weights_only=True)
+    after = torch.load(out / "model.pt", weights_only=True)
+    assert set(before) == set(after)
+    fusion = [k for k in after if k.startswith(("fusion.", "standardizer."))]
+    assert fusion and all(torch.equal(before[k], after[k]) for k in after if k not in fusion)
+    assert all(torch.isfinite(after[k]).all() for k in fusion)
+    assert json.loads((out / "model.json").read_text())["fusion_epochs"] == 3
