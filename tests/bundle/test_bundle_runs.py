@@ -96,24 +96,36 @@ def test_training_writes_model_split_and_checkpoints(trained: Path) -> None:
     assert auc != auc or 0 <= auc <= 1  # NaN when the tiny validation split holds one class
 
 
-@pytest.mark.slow
-def test_region_training_continues_from_shipped_weights(trained: Path) -> None:
-    """``region_training`` trains only the region path on top of a model.pt; everything else is kept."""
+def retrain_part(trained: Path, run_id: str, epochs: tuple[str, str], prefixes: tuple[str, ...]) -> tuple[dict, list]:
+    """Run ``run_id`` on top of the trained ``model.pt``; check that only weights under ``prefixes`` changed.
+
+    Returns:
+        the new run's ``model.json`` and the names of the retrained tensors.
+    """
     import torch
 
-    out = trained / "region_runs"
+    out = trained / f"{run_id}_runs"
     run_bundle(
-        "region_training", "train.json", *TINY,
+        run_id, "train.json", *TINY,
         "--dataset_dir", str(trained / "phantom"), "--output_dir", str(out),
-        "--initial_weights", str(trained / "runs" / "model.pt"), "--epochs_region", "2",
+        "--initial_weights", str(trained / "runs" / "model.pt"), *epochs,
     )  # fmt: skip
     before = torch.load(trained / "runs" / "model.pt", weights_only=True)
     after = torch.load(out / "model.pt", weights_only=True)
     assert set(before) == set(after)
-    region = [k for k in after if k.startswith(("region_prompt.", "region_context."))]
-    assert region and all(torch.equal(before[k], after[k]) for k in after if k not in region)
-    assert any(not torch.equal(before[k], after[k]) for k in region)
-    metrics = json.loads((out / "model.json").read_text())
+    part = [k for k in after if k.startswith(prefixes)]
+    assert part and all(torch.equal(before[k], after[k]) for k in after if k not in part)
+    assert any(not torch.equal(before[k], after[k]) for k in part)
+    assert all(torch.isfinite(after[k]).all() for k in part)
+    return json.loads((out / "model.json").read_text()), part
+
+
+@pytest.mark.slow
+def test_region_training_continues_from_shipped_weights(trained: Path) -> None:
+    """``region_training`` trains only the region path on top of a model.pt; everything else is kept."""
+    metrics, _ = retrain_part(
+        trained, "region_training", ("--epochs_region", "2"), ("region_prompt.", "region_context.")
+    )
     assert metrics["region_epochs"] == 2 and "best_val_dice" in metrics  # the earlier metrics are kept
 
 
@@ -153,18 +165,5 @@ def test_inferring_a_folder_writes_masks_and_json(trained: Path) -> None:
 @pytest.mark.slow
 def test_fusion_training_refits_only_the_radiomics_fusion(trained: Path) -> None:
     """``fusion_training`` refits the standardiser and fusion head on top of a model.pt; the rest is kept."""
-    import torch
-
-    out = trained / "fusion_runs"
-    run_bundle(
-        "fusion_training", "train.json", *TINY,
-        "--dataset_dir", str(trained / "phantom"), "--output_dir", str(out),
-        "--initial_weights", str(trained / "runs" / "model.pt"), "--epochs_fusion", "3",
-    )  # fmt: skip
-    before = torch.load(trained / "runs" / "model.pt", weights_only=True)
-    after = torch.load(out / "model.pt", weights_only=True)
-    assert set(before) == set(after)
-    fusion = [k for k in after if k.startswith(("fusion.", "standardizer."))]
-    assert fusion and all(torch.equal(before[k], after[k]) for k in after if k not in fusion)
-    assert all(torch.isfinite(after[k]).all() for k in fusion)
-    assert json.loads((out / "model.json").read_text())["fusion_epochs"] == 3
+    metrics, _ = retrain_part(trained, "fusion_training", ("--epochs_fusion", "3"), ("fusion.", "standardizer."))
+    assert metrics["fusion_epochs"] == 3 and "best_val_dice" in metrics
