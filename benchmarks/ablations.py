@@ -31,7 +31,7 @@ from radvlsm.engine.bundle import prepare_dataset, prepare_splits
 from radvlsm.engine.evaluation import read_gray, truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.models.build import build_radvlsm, load_trained_weights, with_embedding_cache
-from radvlsm.models.radvlsm import minmax_normalize, validate_prompts
+from radvlsm.models.radvlsm import RadVLSM, minmax_normalize, validate_prompts
 
 logger = logging.getLogger("benchmarks.ablations")
 
@@ -55,6 +55,18 @@ def bundle_network_args(config: Path = BUNDLE_INFERENCE) -> dict:
     return args
 
 
+def trained_model(model_path: str, cache_dir: str | None = None, network: dict | None = None) -> RadVLSM:
+    """The bundle's network with ``model_path`` loaded, in eval mode, its embeddings mirrored to ``cache_dir``."""
+    model = load_trained_weights(build_radvlsm(**(network or bundle_network_args())), model_path)
+    return with_embedding_cache(model, cache_dir).eval()
+
+
+def split_items(dataset_dir: str, split_file: str, split: str = "test", limit: int = 0) -> list[dict]:
+    """The items of one split of the split file (the first ``limit`` only when it is not 0)."""
+    items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
+    return items[:limit] if limit else items
+
+
 def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.ndarray) -> float:
     """Dice at the original size of a ``(S, S)`` model-frame probability or binary map (threshold 0.5)."""
     mask = geometry.model_to_original(mask_model.float()).cpu().numpy() > 0.5
@@ -73,12 +85,10 @@ def run(
 ) -> dict:
     """Evaluate every row on the split; returns means over images and the diagnosis AUCs."""
     network = network or bundle_network_args()
-    model = with_embedding_cache(load_trained_weights(build_radvlsm(**network), model_path), cache_dir).eval()
+    model = trained_model(model_path, cache_dir, network)
     untuned = build_radvlsm(**network).eval()  # the pretrained LiteMedSAM decoder, untouched
     cache = model.embedding_cache  # with --cache_dir, shared with the bundle's evaluation (same keys)
-    items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
-    if limit:
-        items = items[:limit]
+    items = split_items(dataset_dir, split_file, split, limit)
     rows: dict[str, list[float]] = {name: [] for name in SEGMENTATION_ROWS}
     probs_fused, probs_visual, labels = [], [], []
     started = time.perf_counter()

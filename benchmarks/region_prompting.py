@@ -31,16 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from ablations import (  # this folder is on sys.path when run as a script
-    bundle_network_args,
     split_benchmark_parser,
+    split_items,
     start,
+    trained_model,
 )
 
 from radvlsm.data.geometry import LongestSideGeometry
-from radvlsm.engine.bundle import prepare_dataset, prepare_splits
 from radvlsm.engine.evaluation import read_gray, truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics
-from radvlsm.models.build import build_radvlsm, load_trained_weights, with_embedding_cache
 from radvlsm.models.radvlsm import minmax_normalize, validate_prompts
 
 logger = logging.getLogger("benchmarks.region_prompting")
@@ -74,10 +73,8 @@ def run(
     seed: int = 0,
 ) -> dict:
     """Every row's malignancy probabilities on the split, then AUCs with intervals."""
-    model = build_radvlsm(**bundle_network_args())
-    model = with_embedding_cache(load_trained_weights(model, model_path), cache_dir).eval()
-    items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
-    items = items[:limit] if limit else items
+    model = trained_model(model_path, cache_dir)
+    items = split_items(dataset_dir, split_file, split, limit)
     rng = np.random.default_rng(seed)
     classes = [[c] for c in model.class_prompts]
     probs: dict[str, list[float]] = {}

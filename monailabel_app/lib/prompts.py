@@ -88,3 +88,16 @@ def parse_roi(value: Any, size_hw: tuple[int, int], name: str = "roi") -> list[f
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
         raise RadVLSMInputError(f"{raw!r} lies outside the {w}x{h} image", name)
     return clipped
+
+
+def parse_clicks(data: dict[str, Any], size_hw: tuple[int, int]) -> dict[str, Any]:
+    """The request's ``foreground`` and ``background`` clicks -> ``points`` and ``point_labels`` (empty: ``{}``).
+
+    Raises:
+        RadVLSMInputError: a malformed click or one outside the image.
+    """
+    fg = parse_points(data.get("foreground"), "foreground", size_hw)
+    bg = parse_points(data.get("background"), "background", size_hw)
+    if not fg and not bg:
+        return {}
+    return {"points": fg + bg, "point_labels": [1] * len(fg) + [0] * len(bg)}

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
+
+from radvlsm.atomic_files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ class EmbeddingCache:
                 self._remember(keys[i], value)
                 found[i] = value
                 if self.cache_dir is not None:
-                    # a per-process temporary name: ranks sharing the folder never write the same file
-                    tmp = self.cache_dir / f"{keys[i]}.pt.{os.getpid()}.tmp"
-                    torch.save(value, tmp)
-                    tmp.replace(self.cache_dir / f"{keys[i]}.pt")
+                    # a unique temporary file per write: ranks sharing the folder never write the same file
+                    with atomic_write(self.cache_dir / f"{keys[i]}.pt") as f:
+                        torch.save(value, f)
         return torch.stack([found[i] for i in range(len(keys))]).to(images.device, torch.float32)

@@ -192,8 +192,8 @@ class RadVLSMLoss(nn.Module):
         with torch.no_grad():
             unprompted = model.aligner.project_global(embeddings)
         maps = (model.region_map(masks=label), model.region_map(boxes=boxes), model.region_map(points=points))
-        terms = {k: embeddings.new_zeros(()) for k in ("region_diagnosis", "region_contrastive")}
-        terms.update({k: embeddings.new_zeros(()) for k in ("region_class_alignment", "global_context")})
+        names = ("region_diagnosis", "region_contrastive", "region_class_alignment", "global_context")
+        terms = {k: embeddings.new_zeros(()) for k in names}
         for region_map in maps:
             out = model.recognize_region(embeddings, region_map)
             region = model.aligner.project_region(out.region_emb)

@@ -485,8 +485,7 @@ class RadVLSM(nn.Module):
         """
         gray = to_grayscale(image)
         geometry = LongestSideGeometry(gray.shape, self.image_size)
-        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
-        embeddings = self.embedding_cache.get_or_compute(x, self.image_encoder)
+        x, embeddings = self._embed(gray, geometry)
         prompts = validate_prompts(geometry, points, point_labels, box, mask)
         if prompts is None:
             out = self.forward(embeddings=embeddings, content_size=geometry.resized_size)
@@ -552,14 +551,9 @@ class RadVLSM(nn.Module):
         prompts = validate_prompts(geometry, points, point_labels, box, mask)
         if prompts is None:  # the rasteriser rejects background-only points the same way
             raise RadVLSMInputError("give the region as foreground points, a box or a mask", "region prompt")
-        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
-        embeddings = self.embedding_cache.get_or_compute(x, self.image_encoder)
-        region_map = self.region_map(
-            points=None if prompts.get("points") is None else prompts["points"].to(self.device),
-            point_labels=None if prompts.get("point_labels") is None else prompts["point_labels"].to(self.device),
-            boxes=None if prompts.get("box") is None else prompts["box"].to(self.device),
-            masks=None if prompts.get("mask") is None else prompts["mask"].to(self.device),
-        )
+        _, embeddings = self._embed(gray, geometry)
+        p = {k: v.to(self.device) for k, v in prompts.items()}
+        region_map = self.region_map(p.get("points"), p.get("point_labels"), p.get("box"), p.get("mask"))
         out = self.recognize_region(embeddings, region_map)
         classes = [[c] for c in self.class_prompts]
         unprompted = embeddings.mean(dim=(2, 3))
@@ -581,6 +575,11 @@ class RadVLSM(nn.Module):
             region_prompt_trained=self.region_prompt is not None
             and bool(self.region_prompt.to_features.weight.detach().abs().sum() > 0),
         )
+
+    def _embed(self, gray: np.ndarray, geometry: LongestSideGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(H, W)`` image -> model-frame input ``(1, 1, S, S)`` and its (cached) embedding ``(1, C, h, w)``."""
+        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
+        return x, self.embedding_cache.get_or_compute(x, self.image_encoder)
 
     @staticmethod
     def _candidate_results(out: RadVLSMOutput, geometry: LongestSideGeometry) -> list[CandidateResult]:

@@ -8,7 +8,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.images import LoadedImage
 from lib.infers.base import RadVLSMInferTask
-from lib.prompts import parse_points, parse_roi
+from lib.prompts import parse_clicks, parse_roi
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.result import RadVLSMResult
 
@@ -30,15 +30,11 @@ class RadVLSMInteractive(RadVLSMInferTask):
         Raises:
             RadVLSMInputError: no foreground click and no ROI, or a malformed / outside prompt.
         """
-        fg = parse_points(data.get("foreground"), "foreground", image.size_hw)
-        bg = parse_points(data.get("background"), "background", image.size_hw)
+        clicks = parse_clicks(data, image.size_hw)
         box = parse_roi(data.get("roi"), image.size_hw)
-        if not fg and box is None:
+        if 1 not in clicks.get("point_labels", []) and box is None:
             raise RadVLSMInputError("give at least one foreground point or a roi box", "prompts")
-        prompts: dict[str, Any] = {"box": box}
-        if fg or bg:
-            prompts.update(points=fg + bg, point_labels=[1] * len(fg) + [0] * len(bg))
-        return prompts
+        return {"box": box, **clicks}
 
     def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
         """The summary (no automatic candidates) plus the prompts as the model used them."""

@@ -16,7 +16,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.images import LoadedImage, load_image_2d
 from lib.infers.base import RadVLSMInferTask
-from lib.prompts import parse_points, parse_roi
+from lib.prompts import parse_clicks, parse_roi
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.result import RadVLSMResult
@@ -43,22 +43,18 @@ class RadVLSMRegion(RadVLSMInferTask):
                 box or click.
         """
         box = parse_roi(data.get("roi"), image.size_hw)
-        fg = parse_points(data.get("foreground"), "foreground", image.size_hw)
-        bg = parse_points(data.get("background"), "background", image.size_hw)
+        clicks = parse_clicks(data, image.size_hw)
         mask = None
         if data.get("label"):
             label = load_image_2d(str(data["label"]), role="label")
             mask = (image.from_file_geometry(label.gray, "label") > 0).astype(np.uint8)
             if not mask.any():
                 raise RadVLSMInputError("the region mask is empty", "label")
-        if mask is None and box is None and not fg:
+        if mask is None and box is None and 1 not in clicks.get("point_labels", []):
             raise RadVLSMInputError(
                 "give the region as a mask (label upload), a roi box or foreground clicks", "prompts"
             )
-        prompts: dict[str, Any] = {"box": box, "mask": mask}
-        if fg or bg:
-            prompts.update(points=fg + bg, point_labels=[1] * len(fg) + [0] * len(bg))
-        return prompts
+        return {"box": box, "mask": mask, **clicks}
 
     def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
         """The prompted segmentation's part: its mask area, radiomics and fused malignancy probability."""

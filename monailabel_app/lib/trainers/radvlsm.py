@@ -14,7 +14,6 @@ import glob
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from monailabel.tasks.train.bundle import BundleTrainTask
 
 from lib.options import AppOptions
 from lib.trainers.datalist import labeled_items, split_items, write_training_files
+from radvlsm.atomic_files import atomic_copy
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
@@ -34,13 +34,11 @@ DEFAULTS = {"max_epochs": 3, "epochs_align": 3, "epochs_fusion": 100, "val_split
 
 
 def publish(source: Path, target: Path) -> Path:
-    """Copy new weights (and their metrics JSON) over the served ones atomically (copy, then rename)."""
+    """Copy new weights (and their metrics JSON) over the served ones atomically (:func:`atomic_copy`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for src, dst in ((source.with_suffix(".json"), target.with_suffix(".json")), (source, target)):
         if src.is_file():
-            tmp = dst.with_name(dst.name + ".publishing")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            atomic_copy(src, dst)
     logger.info("published %s -> %s; infer tasks load it at their next request", source, target)
     return target
 
