@@ -11,13 +11,12 @@ import json
 import logging
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from label_server import free_port, stop_process_group
+from label_server import free_port, stop_process_group, wait_until_up
 
 ORTHANC_BINARY = "Orthanc"
 DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
@@ -124,16 +123,7 @@ def running_orthanc(work: Path) -> Iterator[OrthancServer]:
         )  # fmt: skip
     server = OrthancServer(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"Orthanc exited with {process.returncode}:\n{server.log_tail()}"
-            assert time.monotonic() < deadline, f"Orthanc not up in {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}"
-            try:
-                if requests.get(f"{server.dicomweb}/studies", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
+        wait_until_up(process, f"{server.dicomweb}/studies", "Orthanc", server.log_tail, STARTUP_TIMEOUT_S, 0.5)
         logger.info("Orthanc up at %s", server.url)
         yield server
     finally:

@@ -135,19 +135,35 @@ def running_server(
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = LabelServer(f"http://127.0.0.1:{port}", process, log, model_dir, work_dir)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"server exited with {process.returncode}:\n{server.log_tail()}"
-            assert time.monotonic() < deadline, f"server not up in {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}"
-            try:
-                if requests.get(server.url + "/info/", timeout=10).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
+        wait_until_up(process, server.url + "/info/", "server", server.log_tail, STARTUP_TIMEOUT_S, interval_s=1)
         yield server
     finally:
         stop_process_group(process)
+
+
+def wait_until_up(
+    process: subprocess.Popen, probe_url: str, name: str, log_tail, timeout_s: float, interval_s: float = 1
+) -> None:
+    """Poll ``probe_url`` until it answers 200; fail with the log's tail if ``process`` exits or time runs out.
+
+    Args:
+        process: the started server.
+        probe_url: a cheap GET of the server.
+        name: the server's name, for messages.
+        log_tail: callable giving the end of the server's log.
+        timeout_s: how long to wait.
+        interval_s: pause between probes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, f"{name} exited with {process.returncode}:\n{log_tail()}"
+        assert time.monotonic() < deadline, f"{name} not up in {timeout_s} s:\n{log_tail()}"
+        try:
+            if requests.get(probe_url, timeout=10).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(interval_s)
 
 
 def stop_process_group(process: subprocess.Popen, grace_s: float = 20) -> None:
