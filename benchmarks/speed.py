@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ablations import bundle_network_args  # this folder is on sys.path when run as a script
 
+from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.phantom import generate_phantom_image
-from radvlsm.models.build import build_radvlsm, load_trained_weights
-from radvlsm.models.radvlsm import minmax_normalize
+from radvlsm.data.transforms import minmax_normalize
+from radvlsm.models.weights import load_trained_weights
 
 logger = logging.getLogger("benchmarks.speed")
 
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    model = build_radvlsm(**bundle_network_args()).eval()  # the bundle's architecture, which model.pt fits
+    model = build_network().eval()  # the bundle's architecture, which model.pt fits
     if args.weights:
         load_trained_weights(model, args.weights)
     rng = np.random.default_rng(0)
