@@ -167,3 +167,31 @@ def test_fusion_training_refits_only_the_radiomics_fusion(trained: Path) -> None
     """``fusion_training`` refits the standardiser and fusion head on top of a model.pt; the rest is kept."""
     metrics, _ = retrain_part(trained, "fusion_training", ("--epochs_fusion", "3"), ("fusion.", "standardizer."))
     assert metrics["fusion_epochs"] == 3 and "best_val_dice" in metrics
+
+
+def test_declared_preprocessing_is_the_library_pipeline(phantom_dir: Path) -> None:
+    """``train.json``'s ``preprocessing`` (a Compose declared in JSON) gives what ``get_transforms("eval")`` gives."""
+    import torch
+
+    from radvlsm.config import bundle_parser
+    from radvlsm.data.datalist import load_dataset
+    from radvlsm.data.transforms import get_transforms
+
+    parser = bundle_parser(BUNDLE, "train.json", {"network_def#variant": "tiny", "network_def#text_encoder": "tiny"})
+    declared = parser.get_parsed_content("preprocessing")
+    item = load_dataset(phantom_dir).items[0]
+    a, b = declared(dict(item)), get_transforms("eval", image_size=64)(dict(item))
+    assert set(a) == set(b)
+    for key, value in a.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b[key]), key
+        else:
+            assert value == b[key], key
+
+
+def test_evaluate_json_shares_train_json_data_keys() -> None:
+    """``evaluate.json`` stays runnable alone (the documented interface); its shared keys equal ``train.json``'s."""
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    evaluate = json.loads((BUNDLE / "configs" / "evaluate.json").read_text())
+    for key in ("bundle_root", "ckpt_dir", "device", "network_def", "seed", "dataset_dir", "phantom_images", "dataset"):
+        assert evaluate[key] == train[key], key
