@@ -16,9 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
+from radvlsm.data.image_io import read_image_2d
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.engine.overlay import save_overlay
 from radvlsm.errors import RadVLSMInputError
@@ -27,12 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def read_gray(path: str) -> np.ndarray:
-    """Read a 2D image file as ``(H, W)`` float32 (colour converted to luminance)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("F"), dtype=np.float32)
-    except Exception as exc:
-        raise RadVLSMInputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from exc
+    """Read a 2D image file as ``(H, W)`` float32 (colour converted to luminance); see :mod:`radvlsm.data.image_io`."""
+    return read_image_2d(path)
 
 
 def truth_prompts(mask: np.ndarray) -> tuple[list[float] | None, list[list[float]] | None]:

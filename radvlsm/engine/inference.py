@@ -11,19 +11,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from radvlsm.engine.evaluation import read_gray
+from radvlsm.data import image_io
+from radvlsm.data.image_io import FLAT_SUFFIXES, read_image_2d
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def list_images(source: str | Path) -> list[Path]:
     """Image files of a folder (sorted), or the ``image`` entries of a datalist JSON."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_io.list_images(path)
     elif path.suffix.lower() == ".json" and path.is_file():
         data = json.loads(path.read_text())
         entries = data if isinstance(data, list) else next(iter(v for v in data.values() if isinstance(v, list)), [])
@@ -31,7 +30,7 @@ def list_images(source: str | Path) -> list[Path]:
     else:
         raise RadVLSMInputError("not a folder of images or a datalist JSON", str(path))
     if not files:
-        raise RadVLSMInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found", str(path))
+        raise RadVLSMInputError(f"no images ({', '.join(FLAT_SUFFIXES)}) found", str(path))
     return files
 
 
@@ -50,7 +49,7 @@ def predict_images(model, source: str | Path, output_dir: str | Path) -> dict:
     results, failures = {}, {}
     for i, file in enumerate(files, 1):
         try:
-            result = model.predict(read_gray(str(file)))
+            result = model.predict(read_image_2d(file))
         except RadVLSMInputError as exc:
             failures[str(file)] = str(exc)
             logger.warning("skipped %s", exc)
