@@ -205,11 +205,18 @@ def _open_clip_text_width(model: nn.Module) -> int | None:
 
 def _load_bert(path: Path, frozen: bool) -> BertTextEncoder:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     if not (path / "config.json").is_file():
         raise RadVLSMInputError("not a Hugging Face model folder (no config.json)", str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a local folder loads in well under a second: no "Loading weights" bar
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     max_length = min(int(getattr(tokenizer, "model_max_length", 512)), 512)
     st_config = path / "sentence_bert_config.json"
     if st_config.is_file():
