@@ -12,10 +12,11 @@ from monailabel.datastore.local import LocalDatastore
 
 from lib.atomic_datastore import AtomicLocalDatastore
 from lib.dicomweb import UltrasoundDICOMwebDatastore
+from radvlsm.data.image_io import STUDY_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii", "*.nii.gz")
+IMAGE_PATTERNS = tuple(f"*{suffix}" for suffix in STUDY_SUFFIXES)
 
 
 def local_datastore(studies: str) -> LocalDatastore:

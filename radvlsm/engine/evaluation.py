@@ -16,24 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
+from radvlsm.data.image_io import read_image_2d
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.engine.overlay import save_overlay
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
-
-
-def read_gray(path: str) -> np.ndarray:
-    """Read a 2D image file as ``(H, W)`` float32 (colour converted to luminance)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("F"), dtype=np.float32)
-    except Exception as exc:
-        raise RadVLSMInputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from exc
 
 
 def truth_prompts(mask: np.ndarray) -> tuple[list[float] | None, list[list[float]] | None]:
@@ -80,8 +71,8 @@ def evaluate(
     rows: list[dict] = []
     started = time.perf_counter()
     for i, item in enumerate(items):
-        image = read_gray(item["image"])
-        truth = read_gray(item["label"]) > 0
+        image = read_image_2d(item["image"])
+        truth = read_image_2d(item["label"]) > 0
         if truth.shape != image.shape:
             raise RadVLSMInputError(f"mask {truth.shape} and image {image.shape} differ in size", item["label"])
         t0 = time.perf_counter()
