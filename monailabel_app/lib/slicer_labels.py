@@ -12,6 +12,7 @@ a later segment winning where segments overlap.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -35,6 +36,15 @@ SEG_NRRD = ".seg.nrrd"
 def is_segmentation_nrrd(path: str | Path) -> bool:
     """Whether ``path`` is a Slicer segmentation file (by its name, as MONAI Label keeps the upload's)."""
     return str(path).lower().endswith(SEG_NRRD)
+
+
+def is_segment_name(value: str) -> bool:
+    """Whether a request's ``label`` is a segment's name, as 3D Slicer sends with clicks (``"lesion"``).
+
+    An uploaded label reaches the infer request as the absolute path MONAI Label stored it under, so a
+    value without a directory part is never an upload.
+    """
+    return not os.path.isabs(value) and os.sep not in value and (os.altsep or os.sep) not in value
 
 
 def _segments(header: dict[str, Any]) -> list[tuple[int, int, int]]:

@@ -151,14 +151,16 @@ def test_auto_result_as_nrrd_lies_on_the_lesion_as_slicer_shows_it(
     shown = shown_over(result_file, studies / f"{image_id}.png")
     score = dice(shown > 0, truth_of(phantom_dir, image_id))
     assert score > 0.6, f"the mask Slicer shows misses the lesion (Dice {score:.3f}): orientation or geometry"
-    assert json.loads(params)["diagnosis"] in ("benign", "malignant") if isinstance(params, str) else params
+    result = json.loads(params) if isinstance(params, str) else params
+    assert result["diagnosis"] in ("benign", "malignant")
+    assert result["image_size"] == [png.GetSize()[1], png.GetSize()[0]]
 
 
 def test_clicks_as_slicer_sends_them(client: MONAILabelClient, studies: Path, phantom_dir: Path) -> None:
     image_id = "bus_0002-l"
     truth = truth_of(phantom_dir, image_id)
     rows, cols = np.nonzero(truth)
-    ijk = [int(round(cols.mean())), int(round(rows.mean())), 0]  # Slicer's RAS -> IJK of the one-slice volume
+    ijk = [round(float(cols.mean())), round(float(rows.mean())), 0]  # Slicer's RAS -> IJK of the one-slice volume
     params = {"label": "lesion", "foreground": [ijk], "background": [], "slice": 0, **SLICER_INFER}
     result_file, _ = client.infer("radvlsm_interactive", image_id, params)
     score = dice(shown_over(result_file, studies / f"{image_id}.png") > 0, truth)
