@@ -133,16 +133,17 @@ def preannotate(server: str, pacs_url: str, image_id: str | None = None, strateg
         ``image`` (series UID), ``study``, ``seg_series``, ``result`` (the task's JSON), or ``{}`` when
         the strategy has no unlabeled image left.
     """
-    client = MONAILabelClient(server.rstrip("/"))
-    if image_id is None:
-        image_id = (client.next_sample(strategy, {}) or {}).get("id")
-        if not image_id:
-            logger.info("no unlabeled image left")
-            return {}
-    pacs = dicomweb_client(pacs_url)
-    study = str(find_series(pacs, image_id).StudyInstanceUID)
     with tempfile.TemporaryDirectory() as tmp:
-        client.tmpdir = tmp
+        # a private folder for results: MONAI Label names them after its own temporary files, which it
+        # deletes after answering; on one machine a client writing to /tmp would lose its copy
+        client = MONAILabelClient(server.rstrip("/"), tmpdir=tmp)
+        if image_id is None:
+            image_id = (client.next_sample(strategy, {}) or {}).get("id")
+            if not image_id:
+                logger.info("no unlabeled image left")
+                return {}
+        pacs = dicomweb_client(pacs_url)
+        study = str(find_series(pacs, image_id).StudyInstanceUID)
         label_file, params = client.infer(AUTO_TASK, image_id, {"result_extension": ".nii.gz"})
         result = json.loads(params) if isinstance(params, str) else dict(params or {})
         instances = pacs.retrieve_series(study, image_id)

@@ -8,8 +8,9 @@ truth label through MONAI Label (stored as SEG), reliability scoring runs, then 
    runs ``radvlsm_auto`` and stores the result in Orthanc as a pre-annotation SEG;
 2. OHIF 3.13 (npm ``@ohif/app`` dist, served by :mod:`lib.ohif_site` with our ``app-config.js``) opens
    the study in its segmentation mode and loads that SEG over the US image (checked in the screenshot's
-   pixels and in OHIF's segmentation state), a brush stroke adds to it, and OHIF stores the corrected
-   SEG in Orthanc as a new series;
+   pixels and in OHIF's segmentation state), a brush stroke adds to it, the annotator renames the
+   segment to the other pathology (correcting the diagnosis), and OHIF stores the corrected SEG in
+   Orthanc as a new series;
 3. MONAI Label takes the corrected SEG as the image's final label (with the pathology from the segment
    name), trains on the two labels, serves the new weights, and the strategy chooses the next image.
 
@@ -51,6 +52,7 @@ UI_TIMEOUT_MS = 90_000
 TRAIN_TIMEOUT_S = 400
 WEIGHTS = ROOT / "bundles" / "radvlsm_breast_us" / "models" / "model.pt"
 CORRECTED = "Rad-VLSM corrected"
+OTHER_PATHOLOGY = {"benign": "malignant", "malignant": "benign"}
 TRAIN_REQUEST = {"max_epochs": 1, "epochs_align": 1, "epochs_fusion": 2, "val_split": 0}
 SEGMENTATIONS_JS = """() => window.cornerstoneTools.segmentation.state.getSegmentations().map((s) => {
   const labelmap = s.representationData.Labelmap || {};
@@ -243,6 +245,16 @@ def edited(preannotated: Round) -> Round:
             time.sleep(2)
             page.screenshot(path=str(shots["brushed"]))
             brushed = page.evaluate(SEGMENTATIONS_JS)
+            # the annotator disagrees with the diagnosis: segment menu > Rename
+            renamed = f"lesion ({OTHER_PATHOLOGY[done['result']['diagnosis']]})"
+            row = page.locator('[data-cy="data-row"]').first
+            row.hover()
+            row.locator("button").last.click()
+            page.get_by_role("menuitem", name="Rename").click()
+            page.locator('[data-cy="dialog-input"]').first.fill(renamed)
+            page.get_by_role("button", name="Save").last.click()
+            page.wait_for_function(f"() => JSON.stringify(({SEGMENTATIONS_JS})()).includes({json.dumps(renamed)})",
+                                   timeout=UI_TIMEOUT_MS)  # fmt: skip
             # Export > DICOM SEG > Create new series > Save: STOW-RS through the site's PACS proxy
             page.locator('[data-cy="segmentation-collapsed-more-btn-Labelmap"]').first.click()
             page.get_by_text("Export", exact=True).first.hover()
@@ -257,7 +269,7 @@ def edited(preannotated: Round) -> Round:
     finally:
         (ARTIFACTS / "round_console.log").write_text("\n".join(console))
     preannotated.steps.update(shots=shots, box=box, loaded=loaded, brushed=brushed, stow_status=status,
-                              ohif_s=time.monotonic() - started)  # fmt: skip
+                              renamed=renamed, ohif_s=time.monotonic() - started)  # fmt: skip
     return preannotated
 
 
@@ -305,7 +317,7 @@ def test_ohif_stores_the_corrected_seg_in_orthanc(edited: Round) -> None:
     mask, names = seg_label(seg)
     image = edited.images[steps["preannotation"]["image"]]
     assert np.array_equal(mask > 0, labelmap(steps["brushed"][0], image) > 0), "stored SEG != edited labelmap"
-    assert list(names.values()) == [f"lesion ({steps['preannotation']['result']['diagnosis']})"]
+    assert list(names.values()) == [steps["renamed"]], "the renamed segment did not reach the PACS"
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +343,7 @@ def test_monai_label_trains_on_the_corrected_label_and_serves_the_new_weights(tr
     edited_image = steps["preannotation"]["image"]
     assert {i["id"] for i in items} >= {edited_image, steps["seeded"]}
     corrected = next(i for i in items if i["id"] == edited_image)
-    assert corrected["pathology"] == steps["preannotation"]["result"]["diagnosis"]
+    assert corrected["pathology"] == OTHER_PATHOLOGY[steps["preannotation"]["result"]["diagnosis"]], corrected
     stat = (label.model_dir / "model.pt").stat()
     served = label.request("POST", "/infer/radvlsm_auto", params={"image": edited_image, "output": "json"})
     assert served.status_code == 200, served.text[:1000]
