@@ -244,6 +244,20 @@ class PreannotationDatastore(UltrasoundDICOMwebDatastore):
             LocalDatastore.save_label(self, image_id, str(label_file), DefaultLabelTag.FINAL, info)
         logger.info("SEG %s imported as the final label of %s (pathology %s)", series, image_id, pathology)
 
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], label_id: str = ""
+    ) -> str:
+        """Save a label as the app's DICOMweb datastore does, taking 3D Slicer's ``.seg.nrrd`` files and the
+        pathology from segment names too (:mod:`lib.slicer_labels`)."""
+        from lib.slicer_labels import is_segmentation_nrrd, plain_label, with_pathology  # it imports this module
+
+        info = with_pathology(label_info)
+        if not is_segmentation_nrrd(label_filename):
+            return super().save_label(image_id, label_filename, label_tag, info, label_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = plain_label(label_filename, self.get_image_uri(image_id), tmp)
+            return super().save_label(image_id, converted, label_tag, info, label_id)
+
     def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
         """Images with a final label (SEGs from the PACS imported first; pre-annotations are not labels)."""
         self.sync_labels()

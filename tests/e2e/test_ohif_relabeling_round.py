@@ -1,8 +1,9 @@
 """One whole relabeling round in OHIF 3.13 (headless Chromium), Orthanc and MONAI Label, end to end.
 
 Phantom studies (one image each, converted with ``radvlsm dicom from-images``) go to a private
-Orthanc; MONAI Label serves the app on that DICOMweb store with the shipped weights. One image gets a
-truth label through MONAI Label (stored as SEG), reliability scoring runs, then the round:
+Orthanc; MONAI Label serves the app on that DICOMweb store with the shipped weights. Reliability
+scoring runs, and the most reliable image gets its truth label as 3D Slicer submits one (a ``.seg.nrrd``,
+the pathology in the segment's name; stored in Orthanc as SEG). Then the round:
 
 1. :func:`lib.preannotation.preannotate` asks the ``radvlsm_reliability`` strategy for the next image,
    runs ``radvlsm_auto`` and stores the result in Orthanc as a pre-annotation SEG;
@@ -41,6 +42,7 @@ from orthanc_server import OrthancServer, running_orthanc
 from orthanc_server import missing_pieces as orthanc_missing
 from PIL import Image
 from pydicom import dcmread
+from slicer_files import slicer_seg_nrrd
 
 from radvlsm.dicom.from_images import convert_images
 
@@ -78,6 +80,7 @@ class Round:
     site: str
     images: dict[str, dict]  # series UID -> study, rows, columns, name
     truth: dict[str, np.ndarray]  # series UID -> truth mask (rows, columns)
+    work: Path
     steps: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,7 +128,7 @@ def stack(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             thread = threading.Thread(target=site.serve_forever, daemon=True)
             thread.start()
             try:
-                yield Round(orthanc, label, f"http://127.0.0.1:{site.server_address[1]}", images, truth)
+                yield Round(orthanc, label, f"http://127.0.0.1:{site.server_address[1]}", images, truth, work)
             finally:
                 site.shutdown()
                 site.server_close()
@@ -155,7 +158,7 @@ def auto_description(steps: dict) -> str:
 
 @pytest.fixture(scope="module")
 def prepared(stack: Round) -> Round:
-    """One truth label saved through MONAI Label (the second training label), then reliability scoring."""
+    """Reliability scoring, then one truth label saved through MONAI Label (the second training label)."""
     label = stack.label
     scored = label.request("POST", "/scoring/radvlsm_reliability", params={"run_sync": "true"}, json={})
     assert scored.status_code == 200, scored.text
@@ -163,9 +166,11 @@ def prepared(stack: Round) -> Round:
     reliability = {k: v["image"]["info"].get("radvlsm_reliability") for k, v in infos.items()}
     assert set(reliability) == set(stack.images) and all(r is not None for r in reliability.values()), reliability
     seeded = max(reliability, key=lambda k: (reliability[k], k))  # the most reliable image: labeled beforehand
-    mask = stack.truth[seeded].astype(np.uint8)
-    params = {"label_info": [{"name": "lesion", "idx": 1}], "pathology": stack.images[seeded]["pathology"]}
-    files = {"label": ("label.bin", mask.tobytes(), "application/octet-stream")}
+    # as 3D Slicer submits it against the same server: a .seg.nrrd, the pathology in the segment's name
+    name = f"lesion ({stack.images[seeded]['pathology']})"
+    seg_nrrd = slicer_seg_nrrd(stack.truth[seeded].astype(np.uint8), name, stack.work / "seed.seg.nrrd")
+    params = {"label_info": [{"name": name, "idx": 1}], "model": "radvlsm_auto"}
+    files = {"label": ("seed.seg.nrrd", seg_nrrd.read_bytes(), "application/octet-stream")}
     saved = label.request("PUT", "/datastore/label", params={"image": seeded, "tag": "final"},
                           data={"params": json.dumps(params)}, files=files)  # fmt: skip
     assert saved.status_code == 200, saved.text[:2000] + label.log_tail()
@@ -342,6 +347,8 @@ def test_monai_label_trains_on_the_corrected_label_and_serves_the_new_weights(tr
     items = json.loads(datalists[-1].read_text())["training"]
     edited_image = steps["preannotation"]["image"]
     assert {i["id"] for i in items} >= {edited_image, steps["seeded"]}
+    seed = next(i for i in items if i["id"] == steps["seeded"])
+    assert seed["pathology"] == trained.images[steps["seeded"]]["pathology"], seed
     corrected = next(i for i in items if i["id"] == edited_image)
     assert corrected["pathology"] == OTHER_PATHOLOGY[steps["preannotation"]["result"]["diagnosis"]], corrected
     stat = (label.model_dir / "model.pt").stat()
