@@ -21,6 +21,7 @@ from lib.datastores import dicomweb_datastore, local_datastore
 from lib.http_errors import client_errors, install_handlers, not_found
 from lib.options import AppOptions, selected_models
 from lib.safe_paths import check_name, check_request_file
+from lib.slicer_labels import is_segment_name
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -122,6 +123,8 @@ class RadVLSMApp(MONAILabelApp):
                 raise RadVLSMInputError(f"must be an image ID or an uploaded file, got {image!r}", "image")
             if label is not None and not isinstance(label, str):
                 raise RadVLSMInputError(f"must be an uploaded file, got {type(label).__name__}", "label")
+            if label and is_segment_name(label):  # 3D Slicer sends the segment's name with clicks: not a file
+                request, label = {**request, "label": None, "label_name": label}, None
             if label:
                 check_request_file(label, folders, "label")
             if os.path.exists(image):
