@@ -10,8 +10,8 @@ from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.datastore.local import LocalDatastore
 
-from lib.atomic_datastore import AtomicLocalDatastore
 from lib.dicomweb import UltrasoundDICOMwebDatastore
+from lib.monailabel_fixes.atomic_datastore import AtomicLocalDatastore
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii", "*.nii.gz")
 
 def local_datastore(studies: str) -> LocalDatastore:
     """A folder of PNG/JPEG/DICOM/NIfTI 2D images (labels under ``labels/``): MONAI Label's local datastore
-    with checked names and uploads and crash-safe writes (:class:`lib.atomic_datastore.AtomicLocalDatastore`).
+    with checked names and uploads and crash-safe writes
+    (:class:`lib.monailabel_fixes.atomic_datastore.AtomicLocalDatastore`).
 
     Args:
         studies: the folder.

@@ -3,7 +3,8 @@
 Used by ``test_load.py`` (tiny network) and ``benchmarks/load.py`` (shipped weights). Each job is one
 ``POST /infer/<model>`` sent from its own thread, all released at once; the server's resident memory
 (its whole process group) is sampled meanwhile, and ``GET /info/`` is probed to show whether the server
-still answers other requests while inferring.
+still answers other requests while inferring. A 503 answer (the server's infer queue is full) is counted,
+with its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -109,16 +110,23 @@ def send(url: str, job: Job, timeout_s: float, start: threading.Event, t0: list[
         return Outcome(job, 0, time.perf_counter() - t0[0], None, f"{type(exc).__name__}: {exc}")
 
 
-def probe_info(url: str, stop: threading.Event, timeout_s: float) -> list[float]:
-    """Seconds each ``GET /info/`` took, sent back to back until ``stop`` is set."""
+def probe_info(url: str, stop: threading.Event, timeout_s: float, path: str = "/info/") -> list[float]:
+    """Seconds each ``GET <path>`` took, sent back to back (0.2 s apart) until ``stop`` is set."""
     waits = []
     while not stop.is_set():
         started = time.perf_counter()
         with suppress(requests.RequestException):
-            requests.get(f"{url}/info/", timeout=timeout_s)
+            requests.get(f"{url}{path}", timeout=timeout_s)
         waits.append(time.perf_counter() - started)
         stop.wait(0.2)
     return waits
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile (inclusive method; the value itself for one sample, 0 for none)."""
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(sorted(values), n=100, method="inclusive")[q - 1]
 
 
 def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
@@ -131,8 +139,9 @@ def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Ou
         pid: the server's process ID (memory sampling).
 
     Returns:
-        the outcomes (in job order) and a summary: throughput, p50/p95/max latency, peak and baseline RSS,
-        the longest ``/info/`` wait during the run.
+        the outcomes (in job order) and a summary: answered (200) and refused (503) counts, throughput of the
+        answered ones, their p50/p95/max latency, peak and baseline RSS, the p95 and longest ``/info/`` wait
+        during the run.
     """
     start, t0 = threading.Event(), [0.0]
     stop_probe = threading.Event()
@@ -147,18 +156,22 @@ def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Ou
         wall = time.perf_counter() - t0[0]
         stop_probe.set()
         info_waits = probe.result(timeout=timeout_s + 30)
-    latencies = sorted(o.seconds for o in outcomes)
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    answered = [o for o in outcomes if o.status == 200]
+    latencies = sorted(o.seconds for o in answered) or [0.0]
     summary = {
         "requests": len(jobs),
-        "ok": sum(o.status == 200 for o in outcomes),
+        "ok": len(answered),
+        "busy_503": sum(o.status == 503 for o in outcomes),
+        "retry_after_s": sorted({o.response.headers.get("Retry-After") for o in outcomes if o.status == 503}),
         "wall_s": round(wall, 2),
-        "throughput_rps": round(len(jobs) / wall, 3),
-        "p50_s": round(quantiles[49], 3),
-        "p95_s": round(quantiles[94], 3),
+        "throughput_rps": round(len(answered) / wall, 3),
+        "p50_s": round(percentile(latencies, 50), 3),
+        "p95_s": round(percentile(latencies, 95), 3),
         "max_s": round(latencies[-1], 3),
         "rss_before_mb": round(baseline, 1),
         "rss_peak_mb": round(rss.peak_mb, 1),
+        "info_probes": len(info_waits),
+        "info_p95_s": round(percentile(info_waits, 95), 3),
         "info_max_wait_s": round(max(info_waits, default=0.0), 3),
     }
     logger.info("load: %s", summary)
