@@ -70,4 +70,3 @@ def test_burst_is_admitted_up_to_the_queue_and_other_requests_stay_quick(server:
             assert np.array_equal(label, expected_label), outcome.job.key
             assert result["malignancy_probability"] == pytest.approx(expected_result["malignancy_probability"])
     assert server.alive()
-

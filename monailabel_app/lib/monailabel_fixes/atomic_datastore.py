@@ -107,6 +107,19 @@ class AtomicLocalDatastore(LocalDatastore):
     def __init__(self, datastore_path: str, extensions: Sequence[str], **kwargs: Any) -> None:
         super().__init__(datastore_path, extensions=list(extensions), **kwargs)
         self._suffixes = tuple(e.replace("*", "") for e in extensions)
+        handler = getattr(self, "_handler", None)  # MONAI Label's file watcher (auto reload)
+        if handler is not None:
+            # an atomic write replaces datastore_v2.json by a rename, which MONAI Label's watcher (it reloads
+            # on "modified" only) would miss: reload on a rename onto it, or its creation, too
+            on_created = handler.on_created
+            handler.on_moved = self._on_config_replaced
+            handler.on_created = lambda event: self._on_config_replaced(event) or on_created(event)
+
+    def _on_config_replaced(self, event: Any) -> None:
+        """Re-read ``datastore_v2.json`` when another process replaced it (own writes are skipped by mtime)."""
+        target = getattr(event, "dest_path", "") or event.src_path
+        if os.path.realpath(target) == os.path.realpath(self._datastore_config_path):
+            self._init_from_datastore_file()
 
     def _checked_extension(self, filename: str, what: str) -> str:
         _, ext = self._to_id(os.path.basename(filename))
