@@ -61,7 +61,10 @@ class RadVLSMApp(MONAILabelApp):
             version=monailabel.__version__,
         )
         # 422 handlers; infer and scoring off the event loop with a bounded queue (see lib/monailabel_fixes)
-        self.infer_queue = monailabel_fixes.install(self.options.infer_threads, self.options.infer_queue_size)
+        options = self.options
+        self.infer_queue = monailabel_fixes.install(
+            options.infer_threads, options.infer_queue_size, options.infer_offload
+        )
 
     def init_datastore(self) -> Datastore:
         """A local image folder, or DICOMweb (e.g. Orthanc, series with ``Modality=US``) when ``--studies`` is a URL."""

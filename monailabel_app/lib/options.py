@@ -15,6 +15,7 @@ Keys (all optional):
   :data:`DEFAULT_INFER_THREADS`).
 - ``infer_queue_size``: admitted infer requests that may wait for a thread; more are answered 503 with
   ``Retry-After`` (default :data:`DEFAULT_INFER_QUEUE_SIZE`).
+- ``infer_offload``: ``false`` keeps MONAI Label's own infer and scoring routes (blocking; for comparison).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class AppOptions:
         search_filter: DICOMweb QIDO search filter.
         infer_threads: infer worker threads.
         infer_queue_size: infer requests that may wait for a thread.
+        infer_offload: replace MONAI Label's blocking infer and scoring routes.
     """
 
     app_dir: Path
@@ -86,6 +88,7 @@ class AppOptions:
     search_filter: dict[str, Any] = field(default_factory=lambda: {"Modality": "US"})
     infer_threads: int = DEFAULT_INFER_THREADS
     infer_queue_size: int = DEFAULT_INFER_QUEUE_SIZE
+    infer_offload: bool = True
 
     @property
     def weights_path(self) -> Path:
@@ -128,6 +131,7 @@ class AppOptions:
             search_filter=search_filter,
             infer_threads=threads,
             infer_queue_size=queue_size,
+            infer_offload=str(conf.get("infer_offload", "true")).lower() in TRUE_WORDS,
         )
 
 

@@ -52,15 +52,15 @@ class Outcome:
 
 
 class RssSampler:
-    """Samples the resident memory (MB) of a process and its children every ``interval_s`` in a thread.
+    """Samples the resident memory (MB) of processes and their children every ``interval_s`` in a thread.
 
     Args:
-        pid: the server's process ID.
+        pid: the server's process ID (or those of several servers: their sum is sampled).
         interval_s: sampling period.
     """
 
-    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
-        self.process = psutil.Process(pid)
+    def __init__(self, pid: int | list[int], interval_s: float = 0.1) -> None:
+        self.processes = [psutil.Process(p) for p in ([pid] if isinstance(pid, int) else pid)]
         self.interval_s = interval_s
         self.samples: list[float] = []
         self._stop = threading.Event()
@@ -69,7 +69,8 @@ class RssSampler:
     def rss_mb(self) -> float:
         """Current RSS of the process and its children, in MB."""
         total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
+        procs = [q for p in self.processes for q in (p, *p.children(recursive=True))]
+        for proc in procs:
             try:
                 total += proc.memory_info().rss
             except psutil.Error:
@@ -129,14 +130,14 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(sorted(values), n=100, method="inclusive")[q - 1]
 
 
-def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
+def fire(url: str, jobs: list[Job], timeout_s: float, pid: int | list[int]) -> tuple[list[Outcome], dict]:
     """Send all ``jobs`` at once (one thread each) and wait for every answer.
 
     Args:
         url: the server's root URL.
         jobs: the requests.
         timeout_s: per-request timeout (also bounds the whole run).
-        pid: the server's process ID (memory sampling).
+        pid: the server's process ID, or the replicas' (memory sampling).
 
     Returns:
         the outcomes (in job order) and a summary: answered (200) and refused (503) counts, throughput of the

@@ -35,21 +35,22 @@ def version_matches(version: str | None = None) -> bool:
     return False
 
 
-def install(threads: int, queue_size: int) -> InferQueue | None:
+def install(threads: int, queue_size: int, offload: bool = True) -> InferQueue | None:
     """Apply the server-side fixes to MONAI Label's FastAPI app, when this process serves one.
 
     Args:
         threads: infer worker threads.
         queue_size: admitted infer requests that may wait for a thread.
+        offload: replace the blocking routes (``--conf infer_offload false`` keeps MONAI Label's).
 
     Returns:
-        the infer queue, or None when no server app is loaded or the version differs.
+        the infer queue, or None when no server app is loaded, the version differs or ``offload`` is off.
     """
     matches = version_matches()
     app = getattr(sys.modules.get("monailabel.app"), "app", None)
     if app is None:
         return None
     install_handlers(app)
-    if not matches:
+    if not matches or not offload:
         return None
     return install_routes(app, threads, queue_size)
