@@ -1,19 +1,27 @@
-"""The MONAI Label 0.8.5 workarounds: version guard, the offloaded routes and the admission queue."""
+"""The MONAI Label 0.8.5 workarounds: version guard, offloaded routes, admission queue, shared datastores."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.routing import APIRoute
 from label_server import APP_DIR
 from lib import monailabel_fixes
+from lib.datastores import IMAGE_PATTERNS
+from lib.dicomweb import UltrasoundDICOMwebDatastore
+from lib.monailabel_fixes.atomic_datastore import AtomicLocalDatastore
 from lib.monailabel_fixes.offload import INFER_PATH, SCORING_PATH, InferQueue, install_routes
 from lib.options import AppOptions
 from monailabel.endpoints import infer, scoring
+from PIL import Image
 
 from radvlsm.errors import RadVLSMInputError
 
@@ -100,3 +108,28 @@ def test_bad_thread_or_queue_counts_are_refused(key: str, value: str) -> None:
 def test_thread_and_queue_counts_from_conf() -> None:
     options = AppOptions.from_conf(APP_DIR, {"infer_threads": "3", "infer_queue_size": "0"})
     assert (options.infer_threads, options.infer_queue_size) == (3, 0)
+
+
+def test_dicomweb_labels_go_through_the_name_checks_before_anything_is_sent() -> None:
+    store = object.__new__(UltrasoundDICOMwebDatastore)  # no PACS needed: the checks come first
+    for image_id, tag in (("../../etc", "final"), ("1.2.840.1", "../x"), ("1.2.840.1", "%2e%2e%2fx")):
+        with pytest.raises(HTTPException) as caught:
+            store.save_label(image_id, "label.nii.gz", tag, {})
+        assert caught.value.status_code == 422
+
+
+def test_two_datastore_processes_sharing_a_folder_keep_each_others_changes(
+    tmp_path: Path, studies_from: Callable[[Path, int], Path]
+) -> None:
+    studies = str(studies_from(tmp_path / "studies", 2))
+    first, second = AtomicLocalDatastore(studies, IMAGE_PATTERNS), AtomicLocalDatastore(studies, IMAGE_PATTERNS)
+    images = sorted(first.list_images())
+    for store, image_id in zip((first, second), images, strict=True):
+        with Image.open(store.get_image_uri(image_id)) as im:
+            mask = tmp_path / f"{image_id}.png"
+            Image.fromarray(np.zeros((im.height, im.width), np.uint8)).save(mask)
+        store.save_label(image_id, str(mask), "final", {"by": image_id})
+    first.update_image_info(images[1], {"radvlsm_reliability": 0.5})
+    saved = json.loads(Path(first._datastore_config_path).read_text())["objects"]
+    assert all("final" in saved[i]["labels"] for i in images), saved
+    assert saved[images[1]]["image"]["info"]["radvlsm_reliability"] == 0.5
