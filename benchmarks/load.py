@@ -15,6 +15,7 @@ thread per request): throughput of the answered requests, their p50/p95/max late
 answers (queue full), the servers' peak resident memory (all processes), the p95 and longest ``GET /info/``
 through the proxy during the burst and the answers that differ from the reference are printed as JSON.
 Each burst starts on servers whose embedding cache may hold the images (as in an annotation session).
+``--render OUT.json ...`` prints the table of ``docs/benchmarks.md`` from earlier ``--out`` files.
 """
 
 from __future__ import annotations
@@ -108,6 +109,30 @@ def proxy_infer(url: str, job: Job, timeout_s: float):
     )
 
 
+def markdown(results: dict) -> str:
+    """The results as the table of ``docs/benchmarks.md`` (one row per setting and burst)."""
+    lines = [
+        "| workers | route | burst | answered | 503 | wrong | wall (s) | throughput (req/s) | p50 (s) | p95 (s) "
+        "| `/info/` p95 (s) | `/info/` max (s) | RSS before -> peak, all servers (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for setting in results["settings"]:
+        conf = setting["conf"]
+        offload = str(conf.get("infer_offload", "true")).lower() != "false"
+        route = (
+            f"threads {conf.get('infer_threads', 2)}, queue {conf.get('infer_queue_size', 32)}"
+            if offload
+            else "MONAI Label's"
+        )
+        for b in setting["bursts"]:
+            lines.append(
+                f"| {setting['workers']} | {route} | {b['requests']} | {b['ok']} | {b['busy_503']} "
+                f"| {b['wrong_answers']} | {b['wall_s']} | {b['throughput_rps']} | {b['p50_s']} | {b['p95_s']} "
+                f"| {b['info_p95_s']} | {b['info_max_wait_s']} | {b['rss_before_mb']:.0f} -> {b['rss_peak_mb']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8, help="phantom images in the studies folder")
@@ -118,7 +143,12 @@ def main() -> None:
     parser.add_argument("--omp-threads", type=int, default=None, help="OMP_NUM_THREADS of each server")
     parser.add_argument("--timeout", type=float, default=900, help="per-request timeout, seconds")
     parser.add_argument("--out", help="write the results JSON here too")
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="only print the table of earlier --out files")
     args = parser.parse_args()
+    if args.render:
+        for path in args.render:
+            print(markdown(json.loads(Path(path).read_text())))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.omp_threads:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
@@ -141,6 +171,7 @@ def main() -> None:
             jobs = [j for j in distinct_jobs(studies) if args.clicks or j.model == "radvlsm_auto"]
             results["settings"].append(run_setting(studies, Path(tmp) / f"work-{workers}", workers, conf, jobs, args))
     print(json.dumps(results, indent=2))
+    print(markdown(results))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
