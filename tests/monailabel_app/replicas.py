@@ -51,14 +51,21 @@ class LeastConnProxy:
             writer.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        order = sorted(range(len(self.backends)), key=lambda i: (self.active[i], self.served[i]))
-        for index in order:
+        tried: set[int] = set()
+        while len(tried) < len(self.backends):
+            # pick and count before any await, so that connections arriving together spread out
+            index = min(
+                (i for i in range(len(self.backends)) if i not in tried),
+                key=lambda i: (self.active[i], self.served[i]),
+            )
+            tried.add(index)
+            self.active[index] += 1
             try:
                 backend_r, backend_w = await asyncio.open_connection(*self.backends[index])
             except OSError:
+                self.active[index] -= 1
                 logger.warning("replica %s refused the connection; trying the next", self.backends[index])
                 continue
-            self.active[index] += 1
             self.served[index] += 1
             try:
                 await asyncio.gather(self._pipe(client_r, backend_w), self._pipe(backend_r, client_w))
