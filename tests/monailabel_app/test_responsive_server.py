@@ -54,9 +54,8 @@ def test_burst_is_admitted_up_to_the_queue_and_other_requests_stay_quick(server:
         if outcome.status == 503:
             assert int(outcome.response.headers["Retry-After"]) >= 1
             assert "busy" in outcome.response.json()["detail"]
-    # the infers took long enough that a blocked event loop would have shown in the probes
-    assert summary["max_s"] > 2 * QUICK_S, summary
-    assert summary["info_max_wait_s"] < QUICK_S, summary
+    # a blocked event loop makes /info/ wait about as long as the burst; here it answers at once
+    assert summary["info_max_wait_s"] < min(QUICK_S, summary["max_s"] / 4), summary
     for path, waits in side.items():
         assert waits and percentile(waits, 95) < QUICK_S, (path, waits)
 
