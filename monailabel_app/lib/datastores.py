@@ -22,7 +22,8 @@ IMAGE_PATTERNS = tuple(f"*{suffix}" for suffix in STUDY_SUFFIXES)
 
 def local_datastore(studies: str) -> LocalDatastore:
     """A folder of PNG/JPEG/DICOM/NIfTI 2D images (labels under ``labels/``): MONAI Label's local datastore
-    with checked names and uploads and crash-safe writes (:class:`lib.atomic_datastore.AtomicLocalDatastore`).
+    with checked names and uploads and crash-safe writes
+    (:class:`lib.monailabel_fixes.atomic_datastore.AtomicLocalDatastore`).
 
     Args:
         studies: the folder.

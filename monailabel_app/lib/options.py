@@ -11,6 +11,11 @@ Keys (all optional):
 - ``network_def#<arg>``: any bundle ``network_def`` argument, e.g. ``network_def#variant tiny``
   (values are parsed as JSON when they can be: ``32`` is a number, ``true`` a boolean).
 - ``dicomweb_search_filter``: JSON QIDO filter for a DICOMweb datastore (default ``{"Modality": "US"}``).
+- ``infer_threads``: worker threads running infer requests off the event loop (default
+  :data:`DEFAULT_INFER_THREADS`).
+- ``infer_queue_size``: admitted infer requests that may wait for a thread; more are answered 503 with
+  ``Retry-After`` (default :data:`DEFAULT_INFER_QUEUE_SIZE`).
+- ``infer_offload``: ``false`` keeps MONAI Label's own infer and scoring routes (blocking; for comparison).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ logger = logging.getLogger(__name__)
 MODEL_NAMES = ("radvlsm",)
 BUNDLE_NAME = "radvlsm_breast_us"
 TRUE_WORDS = ("1", "true", "yes", "on")
+DEFAULT_INFER_THREADS = 2
+DEFAULT_INFER_QUEUE_SIZE = 32
 
 
 def parse_value(text: str) -> Any:
@@ -66,6 +73,9 @@ class AppOptions:
         preload: build the network at start-up.
         network_overrides: bundle ids (``network_def#...``) and values applied to every config.
         search_filter: DICOMweb QIDO search filter.
+        infer_threads: infer worker threads.
+        infer_queue_size: infer requests that may wait for a thread.
+        infer_offload: replace MONAI Label's blocking infer and scoring routes.
     """
 
     app_dir: Path
@@ -76,6 +86,9 @@ class AppOptions:
     preload: bool = False
     network_overrides: dict[str, Any] = field(default_factory=dict)
     search_filter: dict[str, Any] = field(default_factory=lambda: {"Modality": "US"})
+    infer_threads: int = DEFAULT_INFER_THREADS
+    infer_queue_size: int = DEFAULT_INFER_QUEUE_SIZE
+    infer_offload: bool = True
 
     @property
     def weights_path(self) -> Path:
@@ -91,7 +104,8 @@ class AppOptions:
             conf: MONAI Label's ``--conf`` pairs.
 
         Raises:
-            RadVLSMInputError: the bundle folder has no ``configs/inference.json``, or a bad filter.
+            RadVLSMInputError: the bundle folder has no ``configs/inference.json``, a bad filter, or a thread
+                or queue count that is not a whole number (at least 1 thread, 0 queued).
         """
         app = Path(app_dir).resolve()
         bundle = Path(conf.get("bundle") or app.parent / "bundles" / BUNDLE_NAME).expanduser().resolve()
@@ -104,6 +118,8 @@ class AppOptions:
         if not isinstance(search_filter, dict):
             raise RadVLSMInputError('must be a JSON object, e.g. {"Modality": "US"}', "dicomweb_search_filter")
         device = str(conf.get("device") or "").strip() or None
+        threads = _count(conf, "infer_threads", DEFAULT_INFER_THREADS, 1)
+        queue_size = _count(conf, "infer_queue_size", DEFAULT_INFER_QUEUE_SIZE, 0)
         return cls(
             app_dir=app,
             bundle_path=bundle,
@@ -113,4 +129,19 @@ class AppOptions:
             preload=str(conf.get("preload", "false")).lower() in TRUE_WORDS,
             network_overrides=overrides,
             search_filter=search_filter,
+            infer_threads=threads,
+            infer_queue_size=queue_size,
+            infer_offload=str(conf.get("infer_offload", "true")).lower() in TRUE_WORDS,
         )
+
+
+def _count(conf: dict[str, str], key: str, default: int, minimum: int) -> int:
+    """A whole-number ``--conf`` value of at least ``minimum``.
+
+    Raises:
+        RadVLSMInputError: not a whole number, or below ``minimum``.
+    """
+    value = parse_value(str(conf.get(key, default)))
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RadVLSMInputError(f"must be a whole number >= {minimum}, got {conf.get(key)!r}", key)
+    return value

@@ -21,11 +21,11 @@ from typing import Any
 import nrrd
 import numpy as np
 
-from lib.atomic_datastore import AtomicLocalDatastore
-from lib.http_errors import client_errors, not_found
 from lib.images import label_extension, load_image_2d
+from lib.monailabel_fixes.atomic_datastore import AtomicLocalDatastore
+from lib.monailabel_fixes.http_errors import client_errors, not_found
+from lib.monailabel_fixes.safe_paths import check_name
 from lib.preannotation import pathology_of, write_label_like
-from lib.safe_paths import check_name
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
