@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from radvlsm.config import build_network
 from radvlsm.data.phantom import generate_phantom_dataset
-from radvlsm.models.build import build_radvlsm, trained_state_dict
+from radvlsm.models.weights import trained_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "radvlsm_breast_us"
@@ -57,11 +58,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("multi_gpu_eval")
     data = tmp / "data"
     generate_phantom_dataset(data, n_images=N_IMAGES, seed=3)
-    network_def = json.loads((CONFIGS / "evaluate.json").read_text())["network_def"]
-    kwargs = {k: v for k, v in network_def.items() if k != "_target_"} | TINY
     torch.manual_seed(0)
     weights = tmp / "model.pt"
-    torch.save(trained_state_dict(build_radvlsm(**kwargs), include_image_encoder=True), weights)
+    torch.save(trained_state_dict(build_network(**TINY), include_image_encoder=True), weights)
     return tmp, data, weights
 
 

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import requests
 import torch
-from label_server import ROOT, TINY_CONF, LabelServer, parse_infer
+from label_server import TINY_CONF, LabelServer, parse_infer
 from load_client import Job, fire
 from PIL import Image
 from replicas import LeastConnProxy, running_replicas
 
-from radvlsm.models.build import build_radvlsm, trained_state_dict
+from radvlsm.config import build_network
+from radvlsm.models.weights import trained_state_dict
 
 N_IMAGES = 4
 
@@ -35,13 +36,11 @@ def studies(tmp_path_factory: pytest.TempPathFactory, studies_from: Callable[[Pa
 
 def publish_weights(models: Path, seed: int) -> None:
     """Tiny weights (encoder included) written next to ``models/model.pt`` and renamed onto it, as training does."""
-    network_def = json.loads((ROOT / "bundles/radvlsm_breast_us/configs/inference.json").read_text())["network_def"]
-    kwargs = {k: v for k, v in network_def.items() if k != "_target_"}
-    kwargs |= {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}
+    kwargs = {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}
     torch.manual_seed(seed)
     models.mkdir(parents=True, exist_ok=True)
     staged = models / "model.pt.staged"
-    torch.save(trained_state_dict(build_radvlsm(**kwargs), include_image_encoder=True), staged)
+    torch.save(trained_state_dict(build_network(**kwargs), include_image_encoder=True), staged)
     staged.replace(models / "model.pt")
 
 
