@@ -21,6 +21,7 @@ from radvlsm.models.align import PromptLearner, SemanticAligner
 from radvlsm.models.candidates import CandidateGenerator
 from radvlsm.models.diagnosis import DiagnosisHead
 from radvlsm.models.encoders.image_encoder import build_image_encoder
+from radvlsm.models.encoders.runtime import build_encoder_runtime
 from radvlsm.models.encoders.text_encoder import build_text_encoder
 from radvlsm.models.focus import LesionFocus
 from radvlsm.models.mcra import MCRA
@@ -54,6 +55,9 @@ def build_radvlsm(
     region_prompt: bool = True,
     region_hidden: int = 32,
     point_sigma: float = 0.03,
+    encoder_runtime: str = "torch",
+    encoder_precision: str = "f32",
+    encoder_cache_dir: str | None = None,
 ) -> RadVLSM:
     """Assemble the model.
 
@@ -76,6 +80,10 @@ def build_radvlsm(
             style region recognition); both start at zero, so the model is exactly the unprompted one.
         region_hidden: channels of the region prompt's downscaling path.
         point_sigma: a region point's blob size, as a fraction of the model frame.
+        encoder_runtime: inference runtime of the frozen image encoder: ``torch`` (eager), ``onnxruntime``,
+            ``openvino`` or ``auto`` (see :mod:`radvlsm.models.encoders.runtime`); training always runs torch.
+        encoder_precision: ``f32``, or ``bf16`` (OpenVINO only; not within 1e-3 of eager).
+        encoder_cache_dir: folder of exported encoder files (default ``~/.cache/radvlsm/encoders``).
     """
     if variant not in ("litemedsam", "tiny"):
         raise RadVLSMInputError(f"unknown variant {variant!r}; expected 'litemedsam' or 'tiny'", "variant")
@@ -111,6 +119,11 @@ def build_radvlsm(
         descriptor_prompts=lexicon.descriptors,
         point_sigma=point_sigma,
     )
+    model.encoder_runtime = build_encoder_runtime(
+        image_encoder, encoder_runtime, encoder_cache_dir, None, encoder_precision
+    )
+    if encoder_precision != "f32":  # reduced-precision embeddings never mix with float ones in the cache
+        model.embedding_cache.namespace += f":{encoder_precision}"
     return model
 
 

@@ -30,8 +30,11 @@ from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
+from radvlsm.models.decode import decode_candidates, decode_prompts
+from radvlsm.models.encoders.runtime import EncoderRuntime
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
+from radvlsm.models.prompt_cache import CandidateCache, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -207,6 +210,8 @@ class RadVLSM(nn.Module):
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in (descriptor_prompts or {}).items()}
         self.point_sigma = point_sigma
+        self.encoder_runtime: EncoderRuntime | None = None  # exported encoder for inference (None: eager torch)
+        self.candidate_cache = CandidateCache()
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -287,8 +292,14 @@ class RadVLSM(nn.Module):
             limit = torch.tensor([content_size[1], content_size[0]], dtype=torch.float32, device=embeddings.device)
             candidates.boxes = torch.minimum(candidates.boxes, limit.repeat(2))
             candidates.points = torch.minimum(candidates.points, limit - 1)
-        box_out = self.mask_decoder(embeddings, boxes=candidates.boxes)
-        point_out = self.mask_decoder(embeddings, points=candidates.points, point_labels=candidates.point_labels)
+        box_out, point_out = decode_candidates(  # one decoder pass per image; ruled-out candidates not decoded
+            self.mask_decoder,
+            embeddings,
+            candidates.boxes,
+            candidates.points,
+            candidates.point_labels,
+            candidates.valid,
+        )
         mask_logits = box_out.mask_logits
         region_emb = self.mask_decoder.region_embedding(embeddings, mask_logits)
         lesion = self.lesion_embedding()
@@ -339,13 +350,16 @@ class RadVLSM(nn.Module):
         """
         if self.click_to_box and boxes is None and mask_inputs is None and points is not None:
             boxes = self.boxes_from_clicks(embeddings, points, point_labels)
-        out = self.mask_decoder(
-            embeddings,
-            boxes=None if boxes is None else boxes[:, None],
-            points=None if points is None else points[:, None],
-            point_labels=None if point_labels is None else point_labels[:, None],
-            mask_inputs=None if mask_inputs is None else self._mask_prompt(mask_inputs)[:, None],
-        )
+        if mask_inputs is None:  # sparse prompts only: the batched decoder (same outputs, one pass)
+            out = decode_prompts(self.mask_decoder, embeddings, boxes, points, point_labels)
+        else:
+            out = self.mask_decoder(
+                embeddings,
+                boxes=None if boxes is None else boxes[:, None],
+                points=None if points is None else points[:, None],
+                point_labels=None if point_labels is None else point_labels[:, None],
+                mask_inputs=self._mask_prompt(mask_inputs)[:, None],
+            )
         region = self.mask_decoder.region_embedding(embeddings, out.mask_logits)[:, 0]
         return out.mask_logits[:, 0], self.diagnose(region), region, out.iou_pred[:, 0]
 
@@ -370,9 +384,14 @@ class RadVLSM(nn.Module):
             if point_labels is None
             else point_labels
         )
-        with torch.no_grad():
-            cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
-            cands = self.candidate_generator(minmax_per_image(cam)).to(points.device)
+
+        def generate() -> CandidatePrompts:
+            with torch.no_grad():
+                cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
+                return self.candidate_generator(minmax_per_image(cam))
+
+        salt = weights_fingerprint(self.aligner, self.focus, self.prompt_learner, self.candidate_generator)
+        cands = self.candidate_cache.get_or_compute(embeddings, generate, salt).to(points.device)  # once per image
         boxes = []
         for b in range(points.shape[0]):
             pos, neg = points[b][labels[b] == 1], points[b][labels[b] == 0]
@@ -579,7 +598,7 @@ class RadVLSM(nn.Module):
     def _embed(self, gray: np.ndarray, geometry: LongestSideGeometry) -> tuple[torch.Tensor, torch.Tensor]:
         """``(H, W)`` image -> model-frame input ``(1, 1, S, S)`` and its (cached) embedding ``(1, C, h, w)``."""
         x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
-        return x, self.embedding_cache.get_or_compute(x, self.image_encoder)
+        return x, self.embedding_cache.get_or_compute(x, self.encoder_runtime or self.image_encoder)
 
     @staticmethod
     def _candidate_results(out: RadVLSMOutput, geometry: LongestSideGeometry) -> list[CandidateResult]:
