@@ -32,3 +32,11 @@ def busbra_dir() -> Path:
     if not (BUSBRA_DIR / "bus_data.csv").is_file():
         pytest.skip(f"real BUS-BRA data not found at {BUSBRA_DIR} (set RADVLSM_BUSBRA_DIR to run this test)")
     return BUSBRA_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _encoder_export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported encoders (radvlsm.models.encoders.runtime) go to a temporary folder, also for subprocesses."""
+    from radvlsm.models.encoders.runtime import CACHE_ENV
+
+    os.environ.setdefault(CACHE_ENV, str(tmp_path_factory.mktemp("radvlsm-cache")))

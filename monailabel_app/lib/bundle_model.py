@@ -20,7 +20,7 @@ from monai.bundle import ConfigParser
 
 from lib.options import AppOptions
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import load_trained_weights
+from radvlsm.models.build import load_trained_weights, with_embedding_cache
 from radvlsm.models.radvlsm import RadVLSM
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ class BundleModel:
                     return previous
                 self._warning = f"{exc}; serving the untrained heads"
                 logger.error(self._warning)
+        # embeddings on disk, shared with the scoring/training subprocesses and kept over restarts
+        network = with_embedding_cache(network, self.options.embedding_cache_dir)
         network = network.to(torch.device(device)).eval()
         logger.info("Rad-VLSM network ready on %s in %.1f s", device, time.perf_counter() - started)
         return _Loaded(network, stamp if self._failed_stamp != stamp else None)

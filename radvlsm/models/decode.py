@@ -97,6 +97,23 @@ def _transformer(
     return queries, keys.expand(queries.shape[0], -1, -1)
 
 
+def dense_pe(decoder: PromptableMaskDecoder) -> torch.Tensor:
+    """``prompt_encoder.get_dense_pe()`` ``(1, C, h, w)``, computed once per weights and device (not per call).
+
+    It depends only on the prompt encoder's random Fourier matrix; the cached copy is kept on the decoder
+    (not in its state dict) and refreshed when that buffer is replaced, modified in place or moved.
+    """
+    matrix = decoder.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype)
+    cached = getattr(decoder, "_dense_pe_cache", None)
+    if cached is None or cached[0] != key or torch.is_grad_enabled():
+        value = decoder.prompt_encoder.get_dense_pe()
+        if torch.is_grad_enabled():  # training: no cached tensor outside the graph
+            return value
+        decoder._dense_pe_cache = cached = (key, value)
+    return cached[1]
+
+
 def decode_sparse(
     decoder: PromptableMaskDecoder,
     embedding: torch.Tensor,
@@ -125,7 +142,7 @@ def decode_sparse(
     tokens = torch.cat([output_tokens[None].expand(n, -1, -1), sparse], dim=1)
     mask = torch.cat([token_mask.new_ones(n, output_tokens.shape[0]), token_mask.bool()], dim=1)
     src = embedding + dense
-    hs, keys = _transformer(md.transformer, src, pe.get_dense_pe(), tokens, mask)
+    hs, keys = _transformer(md.transformer, src, dense_pe(decoder), tokens, mask)
     h, w = src.shape[-2:]
     upscaled = md.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
     hyper = md.output_hypernetworks_mlps[0](hs[:, 1])  # single-mask output: the first mask token

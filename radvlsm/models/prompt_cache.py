@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from radvlsm.models.candidates import CandidatePrompts
@@ -80,4 +81,32 @@ class CandidateCache:
         self._items[key] = value
         while len(self._items) > self.max_items:
             self._items.popitem(last=False)
+        return value
+
+
+class InputCache:
+    """LRU cache ``original image -> model-frame input`` so further prompts on an image skip the preprocessing.
+
+    Keyed by a hash of the ``(H, W)`` float image's bytes and shape (cheaper than min-max scaling and the
+    area resize it saves).
+
+    Args:
+        max_items: entries kept.
+    """
+
+    def __init__(self, max_items: int = 8) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def get_or_compute(self, gray: np.ndarray, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The cached input for ``gray``, or ``compute()``'s (then cached)."""
+        arr = np.ascontiguousarray(gray)
+        key = hashlib.sha1(f"{arr.shape}{arr.dtype}".encode() + arr.tobytes()).hexdigest()
+        value = self._items.get(key)
+        if value is None:
+            value = compute()
+            self._items[key] = value
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        self._items.move_to_end(key)
         return value

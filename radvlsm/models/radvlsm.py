@@ -34,7 +34,7 @@ from radvlsm.models.decode import decode_candidates, decode_prompts
 from radvlsm.models.encoders.runtime import EncoderRuntime
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
-from radvlsm.models.prompt_cache import CandidateCache, weights_fingerprint
+from radvlsm.models.prompt_cache import CandidateCache, InputCache, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -212,6 +212,7 @@ class RadVLSM(nn.Module):
         self.point_sigma = point_sigma
         self.encoder_runtime: EncoderRuntime | None = None  # exported encoder for inference (None: eager torch)
         self.candidate_cache = CandidateCache()
+        self.input_cache = InputCache()
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -597,7 +598,8 @@ class RadVLSM(nn.Module):
 
     def _embed(self, gray: np.ndarray, geometry: LongestSideGeometry) -> tuple[torch.Tensor, torch.Tensor]:
         """``(H, W)`` image -> model-frame input ``(1, 1, S, S)`` and its (cached) embedding ``(1, C, h, w)``."""
-        x = geometry.image_to_model(minmax_normalize(gray))[None].to(self.device)
+        x = self.input_cache.get_or_compute(gray, lambda: geometry.image_to_model(minmax_normalize(gray))[None])
+        x = x.to(self.device)
         return x, self.embedding_cache.get_or_compute(x, self.encoder_runtime or self.image_encoder)
 
     @staticmethod

@@ -23,6 +23,7 @@ import hashlib
 import io
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ def export_encoder_onnx(encoder: nn.Module, cache_dir: str | Path | None = None)
     encoder.eval()
     buffer = io.BytesIO()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on TinyViT's Python-side shape arithmetic
             torch.onnx.export(
                 encoder,
                 (torch.zeros(1, 1, size, size, device=device),),
