@@ -8,6 +8,7 @@ image are decoded together, with the same weights and the same arithmetic up to 
   lists are padded, and the padding is masked out of every attention over tokens (so it changes nothing);
 * the image embedding is not repeated: what does not depend on the prompt (the first layer's image-side
   projections) is computed once, and attention runs through ``F.scaled_dot_product_attention``;
+* the mask upscaling runs in channels-last memory with one fused channel LayerNorm (2-3x faster on a CPU);
 * candidates ruled out by the focusing map (``valid == False``, padding copies of the best candidate) are
   not decoded: they get the outputs of candidate 0, whose prompts they copy.
 
@@ -20,6 +21,7 @@ import logging
 
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 
 from radvlsm.errors import RadVLSMInputError
@@ -114,6 +116,18 @@ def dense_pe(decoder: PromptableMaskDecoder) -> torch.Tensor:
     return cached[1]
 
 
+def _upscale(upscaling: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``MaskDecoder.output_upscaling`` (ConvT, LayerNorm2d, GELU, ConvT, GELU) in channels-last memory, the
+    channel LayerNorm as one ``F.layer_norm`` (segment_anything's LayerNorm2d takes four passes over the map)."""
+    for layer in upscaling:
+        if isinstance(layer, LayerNorm2d):
+            x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], layer.weight, layer.bias, layer.eps)
+            x = x.permute(0, 3, 1, 2)
+        else:
+            x = layer(x)
+    return x
+
+
 def decode_sparse(
     decoder: PromptableMaskDecoder,
     embedding: torch.Tensor,
@@ -144,10 +158,11 @@ def decode_sparse(
     src = embedding + dense
     hs, keys = _transformer(md.transformer, src, dense_pe(decoder), tokens, mask)
     h, w = src.shape[-2:]
-    upscaled = md.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
+    upscaled = _upscale(md.output_upscaling, keys.reshape(n, h, w, c).permute(0, 3, 1, 2))  # channels-last view
     hyper = md.output_hypernetworks_mlps[0](hs[:, 1])  # single-mask output: the first mask token
-    b, cu, hu, wu = upscaled.shape
-    masks = (hyper[:, None] @ upscaled.view(b, cu, hu * wu)).view(b, 1, hu, wu)
+    _, cu, hu, wu = upscaled.shape
+    nhwc = upscaled.permute(0, 2, 3, 1).reshape(n, hu * wu, cu)
+    masks = (nhwc @ hyper[:, :, None]).view(n, 1, hu, wu)
     iou = md.iou_prediction_head(hs[:, 0])[:, 0]
     return masks, iou, hs[:, 1]
 
