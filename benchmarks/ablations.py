@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits
 from radvlsm.engine.evaluation import read_gray, truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
-from radvlsm.models.build import build_radvlsm, load_trained_weights, with_embedding_cache
-from radvlsm.models.radvlsm import RadVLSM, minmax_normalize, validate_prompts
+from radvlsm.models.weights import load_trained_weights
+from radvlsm.predictor import RadVLSMPredictor, validate_prompts
 
 logger = logging.getLogger("benchmarks.ablations")
 
@@ -45,20 +47,11 @@ SEGMENTATION_ROWS = (
 )
 
 
-BUNDLE_INFERENCE = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us" / "configs" / "inference.json"
-
-
-def bundle_network_args(config: Path = BUNDLE_INFERENCE) -> dict:
-    """The ``network_def`` arguments of the bundle's ``inference.json`` (the architecture ``model.pt`` fits)."""
-    args = dict(json.loads(config.read_text())["network_def"])
-    args.pop("_target_", None)
-    return args
-
-
-def trained_model(model_path: str, cache_dir: str | None = None, network: dict | None = None) -> RadVLSM:
-    """The bundle's network with ``model_path`` loaded, in eval mode, its embeddings mirrored to ``cache_dir``."""
-    model = load_trained_weights(build_radvlsm(**(network or bundle_network_args())), model_path)
-    return with_embedding_cache(model, cache_dir).eval()
+def trained_model(model_path: str, cache_dir: str | None = None, **overrides) -> RadVLSMPredictor:
+    """A predictor over the bundle's network (its ``inference.json``) with ``model_path`` loaded, in eval mode;
+    image embeddings mirrored to ``cache_dir`` (shared with the bundle's evaluation: same keys)."""
+    model = load_trained_weights(build_network(**overrides), model_path).eval()
+    return RadVLSMPredictor(model, EmbeddingCache.for_encoder(model.image_encoder, max_items=8, cache_dir=cache_dir))
 
 
 def split_items(dataset_dir: str, split_file: str, split: str = "test", limit: int = 0) -> list[dict]:
@@ -81,13 +74,15 @@ def run(
     split: str = "test",
     limit: int = 0,
     cache_dir: str | None = None,
-    network: dict | None = None,
+    **overrides,
 ) -> dict:
-    """Evaluate every row on the split; returns means over images and the diagnosis AUCs."""
-    network = network or bundle_network_args()
-    model = trained_model(model_path, cache_dir, network)
-    untuned = build_radvlsm(**network).eval()  # the pretrained LiteMedSAM decoder, untouched
-    cache = model.embedding_cache  # with --cache_dir, shared with the bundle's evaluation (same keys)
+    """Evaluate every row on the split; returns means over images and the diagnosis AUCs.
+
+    ``overrides`` change ``network_def`` keys of the bundle (e.g. ``variant="tiny"`` in tests).
+    """
+    predictor = trained_model(model_path, cache_dir, **overrides)
+    model = predictor.model
+    untuned = build_network(**overrides).eval()  # the pretrained LiteMedSAM decoder, untouched
     items = split_items(dataset_dir, split_file, split, limit)
     rows: dict[str, list[float]] = {name: [] for name in SEGMENTATION_ROWS}
     probs_fused, probs_visual, labels = [], [], []
@@ -95,9 +90,8 @@ def run(
     for i, item in enumerate(items):
         image = read_gray(item["image"])
         truth = read_gray(item["label"]) > 0
-        geometry = LongestSideGeometry(image.shape, model.image_size)
-        x = geometry.image_to_model(minmax_normalize(image))[None]
-        emb = cache.get_or_compute(x, model.image_encoder)
+        predictor.set_image(image)
+        geometry, x, emb = predictor.geometry, predictor.input_image, predictor.features
         out = model(embeddings=emb, content_size=geometry.resized_size)
         rows["automatic"].append(_dice(out.fused.mask_prob[0, 0], geometry, truth))
         reliability = out.reliability_logits.masked_fill(~out.candidates.valid, float("-inf"))

@@ -37,10 +37,9 @@ from ablations import (  # this folder is on sys.path when run as a script
     trained_model,
 )
 
-from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.engine.evaluation import read_gray, truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics
-from radvlsm.models.radvlsm import minmax_normalize, validate_prompts
+from radvlsm.predictor import validate_prompts
 
 logger = logging.getLogger("benchmarks.region_prompting")
 
@@ -73,7 +72,8 @@ def run(
     seed: int = 0,
 ) -> dict:
     """Every row's malignancy probabilities on the split, then AUCs with intervals."""
-    model = trained_model(model_path, cache_dir)
+    predictor = trained_model(model_path, cache_dir)
+    model = predictor.model
     items = split_items(dataset_dir, split_file, split, limit)
     rng = np.random.default_rng(seed)
     classes = [[c] for c in model.class_prompts]
@@ -91,9 +91,8 @@ def run(
         if box is None:
             logger.warning("%s: empty truth mask, skipped", item["image"])
             continue
-        geometry = LongestSideGeometry(image.shape, model.image_size)
-        x = geometry.image_to_model(minmax_normalize(image))[None]
-        emb = model.embedding_cache.get_or_compute(x, model.image_encoder)
+        predictor.set_image(image)
+        geometry, x, emb = predictor.geometry, predictor.input_image, predictor.features
         h, w = image.shape
         random_click = [[float(rng.uniform(0, w)), float(rng.uniform(0, h))]]
         prompts = {

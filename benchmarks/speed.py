@@ -35,15 +35,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ablations import bundle_network_args  # this folder is on sys.path when run as a script
 
 import radvlsm.models.radvlsm as radvlsm_module
+from radvlsm.config import bundle_parser
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.phantom import generate_phantom_image
-from radvlsm.models.build import build_radvlsm, load_trained_weights
+from radvlsm.data.transforms import minmax_normalize
 from radvlsm.models.encoders.image_encoder import build_image_encoder
 from radvlsm.models.encoders.runtime import EncoderRuntime, available_runtimes
-from radvlsm.models.radvlsm import RadVLSM, minmax_normalize
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger("benchmarks.speed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,18 +81,18 @@ class PartTimer:
 
 
 @contextmanager
-def timing_parts(model: RadVLSM, timer: PartTimer):
-    """Time the automatic pipeline's parts inside ``model.predict`` (restored afterwards)."""
-    encoder = model.encoder_runtime or model.image_encoder
+def timing_parts(predictor: RadVLSMPredictor, timer: PartTimer):
+    """Time the automatic pipeline's parts inside ``set_image`` + ``predict`` (restored afterwards)."""
+    model = predictor.model
     saved = (
-        model.input_cache.get_or_compute,
-        model.embedding_cache.get_or_compute,
+        predictor.input_cache.get_or_compute,
+        predictor.embedding_cache.get_or_compute,
         model.candidate_generator,
         radvlsm_module.decode_candidates,
         model.fuse_radiomics,
     )
-    model.input_cache.get_or_compute = timer.wrap("preprocessing", saved[0])
-    model.embedding_cache.get_or_compute = lambda x, _enc: timer.wrap("encoder", saved[1])(x, encoder)
+    predictor.input_cache.get_or_compute = timer.wrap("preprocessing", saved[0])
+    predictor.embedding_cache.get_or_compute = timer.wrap("encoder", saved[1])
     focus = model.focus_logits
     model.focus_logits = timer.wrap("focus_candidates", focus)
     model.candidate_generator = timer.wrap("focus_candidates", saved[2])
@@ -101,15 +101,32 @@ def timing_parts(model: RadVLSM, timer: PartTimer):
     try:
         yield
     finally:
-        del model.input_cache.get_or_compute, model.embedding_cache.get_or_compute, model.focus_logits
+        del predictor.input_cache.get_or_compute, predictor.embedding_cache.get_or_compute, model.focus_logits
         model.candidate_generator = saved[2]
         radvlsm_module.decode_candidates = saved[3]
         del model.fuse_radiomics
 
 
-def model_input(model: RadVLSM, image: np.ndarray) -> torch.Tensor:
-    """The ``(1, 1, 256, 256)`` model-frame input of ``image``."""
-    return LongestSideGeometry(image.shape, model.image_size).image_to_model(minmax_normalize(image))[None]
+def model_input(image: np.ndarray, size: int = 256) -> torch.Tensor:
+    """The ``(1, 1, S, S)`` model-frame input of ``image``."""
+    return LongestSideGeometry(image.shape, size).image_to_model(minmax_normalize(image))[None]
+
+
+def bundle_predictor(weights: str, runtime: str | None) -> RadVLSMPredictor:
+    """The bundle's ``predictor`` as ``inference.json`` builds it (network, weights, embedding cache, encoder
+    runtime), with ``weights`` and, when given, ``encoder_runtime`` replaced."""
+    overrides = {"model_path": str(Path(weights).resolve()), "device": torch.device("cpu")}
+    if runtime:
+        overrides["encoder_runtime"] = runtime
+    return bundle_parser(overrides=overrides).get_parsed_content("predictor")
+
+
+def run_image(predictor: RadVLSMPredictor, image: np.ndarray, **prompts) -> float:
+    """ms of one request on ``image``: ``set_image`` (cached when seen) and ``predict``."""
+    start = time.perf_counter()
+    predictor.set_image(image)
+    predictor.predict(**prompts)
+    return (time.perf_counter() - start) * 1000
 
 
 def phantom(i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -127,11 +144,7 @@ def clicks(mask: np.ndarray) -> list[list[list[float]]]:
 
 def library_run(args: argparse.Namespace) -> dict:
     """Reference encoder, runtimes, automatic pipeline by part and clicks, in one loop over the images."""
-    network = bundle_network_args()
-    if args.runtime:
-        network["encoder_runtime"] = args.runtime
-    model = build_radvlsm(**network).eval()
-    load_trained_weights(model, args.weights)
+    predictor = bundle_predictor(args.weights, args.runtime)
     reference = build_image_encoder("litemedsam").eval()  # plain LiteMedSAM encoder, eager torch
     runtimes = {
         name: EncoderRuntime(reference, name, precision="f32") for name in available_runtimes() if name != "torch"
@@ -143,15 +156,15 @@ def library_run(args: argparse.Namespace) -> dict:
     with torch.inference_mode():
         for i in range(args.images + 1):
             image, mask = phantom(i, rng)
-            x = model_input(model, image)
+            x = model_input(image)
             _, t_ref = timed(reference, x)
             runtime_ms = {name: timed(run, x)[1] for name, run in runtimes.items()}
             timer = PartTimer()
-            with timing_parts(model, timer):
-                _, t_auto = timed(model.predict, image)
+            with timing_parts(predictor, timer):
+                t_auto = run_image(predictor, image)
             (c1, c2) = clicks(mask)
-            _, t_click1 = timed(model.predict, image, points=c1)
-            _, t_click2 = timed(model.predict, image, points=c2)
+            t_click1 = run_image(predictor, image, points=c1)
+            t_click2 = run_image(predictor, image, points=c2)
             if i == 0:
                 continue  # warm-up (sessions compiled, lazy imports done)
             times["reference_encoder"].append(t_ref)
@@ -166,7 +179,7 @@ def library_run(args: argparse.Namespace) -> dict:
     medians = {k: round(statistics.median(v), 1) for k, v in times.items()}
     ref = medians["reference_encoder"]
     return {
-        "encoder_runtime": model.encoder_runtime.backend if model.encoder_runtime else "torch",
+        "encoder_runtime": predictor.encoder_runtime.backend if predictor.encoder_runtime else "torch",
         "median_ms": medians,
         "ratio_to_reference_encoder": {k: round(v / ref, 3) for k, v in medians.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -201,7 +214,7 @@ def server_run(args: argparse.Namespace) -> dict:
         with running_server(studies, Path(tmp), conf, env=env) as server, torch.inference_mode():
             startup_s = time.perf_counter() - started
             for i, (name, image, mask) in enumerate(items):
-                x = LongestSideGeometry(image.shape, 256).image_to_model(minmax_normalize(image))[None]
+                x = model_input(image)
                 _, t_ref = timed(reference, x)
                 response, t_auto = timed(server.infer, "radvlsm_auto", name)
                 result, _ = parse_infer(response)

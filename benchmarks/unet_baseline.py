@@ -149,20 +149,21 @@ def train(frames_path: str, minutes: float, out: str, batch_size: int = 16, lr: 
 @torch.no_grad()
 def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
     """Dice, IoU and HD95 on the test split at each image's original size (as the bundle's evaluation)."""
-    from radvlsm.data.geometry import LongestSideGeometry
+    from radvlsm.data.transforms import ToModelFrame
     from radvlsm.engine.evaluation import read_gray
     from radvlsm.engine.metrics import segmentation_metrics
-    from radvlsm.models.radvlsm import minmax_normalize
+    from radvlsm.models.weights import read_state_dict
 
     net = build_unet()
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.load_state_dict(read_state_dict(weights))
+    prepare = ToModelFrame(256)
     net.eval()
     rows = []
     for i, item in enumerate(_splits(dataset_dir, split_file)["test"]):
         image = read_gray(item["image"])
         truth = read_gray(item["label"]) > 0
-        geometry = LongestSideGeometry(image.shape, 256)
-        x = geometry.image_to_model(minmax_normalize(image))[None]
+        geometry = prepare.geometry(image)
+        x = prepare(image)[None]
         prob = torch.sigmoid(net(x))[0, 0]
         mask = geometry.model_to_original(prob).numpy() > 0.5
         seg = segmentation_metrics(mask, truth)

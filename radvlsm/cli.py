@@ -11,24 +11,38 @@ import logging
 import sys
 from pathlib import Path
 
+from radvlsm.config import DEFAULT_BUNDLE
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger("radvlsm.cli")
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "radvlsm_breast_us"
+
+def _override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--network-def`` (the value parsed as JSON when it is JSON: ``32``, ``true``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. variant=tiny)")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
-def _load_model(args: argparse.Namespace):
-    from radvlsm.models.build import build_radvlsm, load_trained_weights
+def _load_predictor(args: argparse.Namespace):
+    """The bundle's network (built from its ``inference.json``) with its weights, in a predictor."""
+    from radvlsm.config import build_network
+    from radvlsm.models.weights import load_trained_weights
+    from radvlsm.predictor import RadVLSMPredictor
 
-    model = build_radvlsm(variant=args.variant)
-    weights = Path(args.weights) if args.weights else DEFAULT_BUNDLE / "models" / "model.pt"
+    bundle = Path(args.bundle)
+    model = build_network(bundle, **dict(args.network_def or []))
+    weights = Path(args.weights) if args.weights else bundle / "models" / "model.pt"
     if weights.is_file():
         load_trained_weights(model, weights)
         logger.info("loaded %s", weights)
     else:
         logger.warning("no trained weights at %s: using the pretrained backbones with untrained heads", weights)
-    return model.eval()
+    return RadVLSMPredictor(model.eval())
 
 
 def cmd_data_report(args: argparse.Namespace) -> int:
@@ -56,10 +70,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from radvlsm.engine.evaluation import read_gray
 
-    model = _load_model(args)
+    predictor = _load_predictor(args)
     points = [list(map(float, p.split(","))) for p in args.point] if args.point else None
     box = list(map(float, args.box.split(","))) if args.box else None
-    result = model.predict(read_gray(args.image), points=points, box=box)
+    predictor.set_image(read_gray(args.image))
+    result = predictor.predict(points=points, box=box)
     out = Path(args.output or Path(args.image).with_suffix("").name + "_mask.png")
     Image.fromarray(result.mask * 255).save(out)
     print(json.dumps({"mask": str(out), **result.summary()}, indent=2))
@@ -71,9 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from radvlsm.data.datalist import load_dataset
     from radvlsm.engine.evaluation import evaluate
 
-    model = _load_model(args)
+    predictor = _load_predictor(args)
     report = load_dataset(args.dataset_dir)
-    summary = evaluate(model, report.items, args.output_dir, n_overlays=args.n_overlays)
+    summary = evaluate(predictor, report.items, args.output_dir, n_overlays=args.n_overlays)
     print(json.dumps({k: v for k, v in summary.items() if k != "by_scanner"}, indent=2))
     return 0
 
@@ -148,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func in (("predict", cmd_predict), ("evaluate", cmd_evaluate)):
         p = sub.add_parser(name, help=func.__doc__)
+        p.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
         p.add_argument("--weights", help="model.pt (default: the bundle's models/model.pt)")
-        p.add_argument("--variant", default="litemedsam", choices=["litemedsam", "tiny"])
+        p.add_argument("--network-def", action="append", type=_override, metavar="KEY=VALUE",
+                       help="override a network_def key of the bundle's inference.json (repeatable)")  # fmt: skip
         p.set_defaults(func=func)
         if name == "predict":
             p.add_argument("image")

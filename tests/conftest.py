@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,45 @@ def busbra_dir() -> Path:
     if not (BUSBRA_DIR / "bus_data.csv").is_file():
         pytest.skip(f"real BUS-BRA data not found at {BUSBRA_DIR} (set RADVLSM_BUSBRA_DIR to run this test)")
     return BUSBRA_DIR
+
+
+# the tiny network: the bundle's network_def with these keys changed (64-pixel frame, random weights)
+TINY_NETWORK = {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Callable[..., Any]:
+    """Factory of tiny networks built from the bundle's ``inference.json``: ``tiny_model(radiomics=False, ...)``.
+
+    Keyword arguments override further ``network_def`` keys.
+    """
+    from radvlsm.config import build_network
+
+    def make(**overrides: Any):
+        return build_network(**{**TINY_NETWORK, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def stage_settings():
+    """The training stages' optimisation constants, as the bundle's ``train.json`` sets them."""
+    from radvlsm.config import bundle_parser
+
+    return bundle_parser(config="train.json").get_parsed_content("stage_settings")
+
+
+@pytest.fixture()
+def predict() -> Callable[..., Any]:
+    """``predict(model, image, **prompts)``: one image through a fresh :class:`RadVLSMPredictor`."""
+    from radvlsm.predictor import RadVLSMPredictor
+
+    def run(model, image, **prompts: Any):
+        predictor = RadVLSMPredictor(model)
+        predictor.set_image(image)
+        return predictor.predict(**prompts)
+
+    return run
 
 
 @pytest.fixture(scope="session", autouse=True)

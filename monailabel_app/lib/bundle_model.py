@@ -1,7 +1,8 @@
-"""The served Rad-VLSM network: built from the bundle's own ``inference.json``, weights reloaded on change.
+"""The served Rad-VLSM predictor: built from the bundle's own ``inference.json``, weights reloaded on change.
 
 One :class:`BundleModel` is shared by every infer task and the scoring method of the app, so an image's
-embedding computed for one request is reused by the next (the network's embedding cache). The
+embedding computed for one request is reused by the next (the predictor's embedding cache, sized by the
+bundle's ``embedding_cache_size``). The
 weights file is checked at each request: when ``model.pt`` appears or changes (training published new
 weights) the network is rebuilt and the new weights loaded, without a server restart.
 """
@@ -19,9 +20,11 @@ import torch
 from monai.bundle import ConfigParser
 
 from lib.options import AppOptions
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import load_trained_weights, with_embedding_cache
-from radvlsm.models.radvlsm import RadVLSM
+from radvlsm.models.encoders.runtime import build_encoder_runtime
+from radvlsm.models.weights import load_trained_weights
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def weights_stamp(path: Path) -> tuple[int, int] | None:
 
 @dataclass
 class _Loaded:
-    network: RadVLSM
+    predictor: RadVLSMPredictor
     stamp: tuple[int, int] | None
 
 
@@ -76,24 +79,26 @@ class BundleModel:
             self._variant = str(self.bundle_config()["network_def"].get("variant", "litemedsam"))
         return self._variant
 
-    def get(self, device: str) -> RadVLSM:
-        """The network on ``device``, rebuilt when the weights file appeared, changed or disappeared.
+    def get(self, device: str) -> RadVLSMPredictor:
+        """The predictor (network and embedding cache) on ``device``, rebuilt when the weights file appeared,
+        changed or disappeared.
 
-        Call it holding :attr:`lock` when the network is then used (prediction is not thread-safe).
+        Call it holding :attr:`lock` while the predictor is used (it holds the current image).
         """
         with self.lock:
             stamp = weights_stamp(self.weights_path)
             loaded = self._loaded.get(device)
             if loaded is not None and (loaded.stamp == stamp or stamp == self._failed_stamp):
-                return loaded.network
+                return loaded.predictor
             if loaded is not None:
                 logger.info("weights file %s changed: reloading the network on %s", self.weights_path, device)
             self._loaded[device] = self._build(device, stamp, previous=loaded)
-            return self._loaded[device].network
+            return self._loaded[device].predictor
 
     def _build(self, device: str, stamp: tuple[int, int] | None, previous: _Loaded | None) -> _Loaded:
         started = time.perf_counter()
-        network = self.bundle_config().get_parsed_content("network_def", instantiate=True)
+        config = self.bundle_config()
+        network = config.get_parsed_content("network_def", instantiate=True)
         if stamp is None:
             self._warning = (
                 f"no trained weights at {self.weights_path}: serving the untrained Rad-VLSM heads on the "
@@ -112,11 +117,23 @@ class BundleModel:
                     return previous
                 self._warning = f"{exc}; serving the untrained heads"
                 logger.error(self._warning)
-        # embeddings on disk, shared with the scoring/training subprocesses and kept over restarts
-        network = with_embedding_cache(network, self.options.embedding_cache_dir)
         network = network.to(torch.device(device)).eval()
+        cache = EmbeddingCache.for_encoder(
+            network.image_encoder,
+            max_items=int(config.get_parsed_content("embedding_cache_size")),
+            # on disk: shared with the scoring/training subprocesses and kept over restarts
+            cache_dir=self.options.embedding_cache_dir or config.get_parsed_content("embedding_cache_dir") or None,
+        )
+        runtime = build_encoder_runtime(
+            network.image_encoder,
+            config.get_parsed_content("encoder_runtime"),
+            config.get_parsed_content("encoder_export_dir"),
+            None,
+            config.get_parsed_content("encoder_precision"),
+        )
         logger.info("Rad-VLSM network ready on %s in %.1f s", device, time.perf_counter() - started)
-        return _Loaded(network, stamp if self._failed_stamp != stamp else None)
+        predictor = RadVLSMPredictor(network, cache, runtime)
+        return _Loaded(predictor, stamp if self._failed_stamp != stamp else None)
 
     def status(self, device: str) -> dict[str, Any]:
         """The weights served on ``device``, for result JSON: path, whether trained, their stamp, any warning."""

@@ -1,4 +1,4 @@
-"""BI-RADS ultrasound lexicon as text prompts (``configs/clinical_lexicon.yaml``).
+"""BI-RADS ultrasound lexicon as text prompts (the bundle's ``configs/clinical_lexicon.yaml``).
 
 BUS-BRA and BUSI carry no per-image lexicon descriptors, so an item's description uses the descriptors
 *typical* of its BI-RADS category (when known, the radiologist's reading of the image) or else of its
@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 def default_lexicon_path() -> Path:
-    """``configs/clinical_lexicon.yaml`` of the repository."""
-    return Path(__file__).resolve().parents[2] / "configs" / "clinical_lexicon.yaml"
+    """The bundle's ``configs/clinical_lexicon.yaml`` (the model gets its path from ``network_def#lexicon_path``;
+    dataset readers use this one to describe lesions when no lexicon is passed)."""
+    return Path(__file__).resolve().parents[2] / "bundles" / "radvlsm_breast_us" / "configs" / "clinical_lexicon.yaml"
 
 
 def _require(mapping: Mapping, key: str, source: str) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
+from monai.data.meta_obj import get_track_meta
 from monai.transforms import (
     AsDiscreted,
     Compose,
@@ -44,6 +45,8 @@ from monai.transforms import (
     ScaleIntensityRanged,
     Transform,
 )
+from monai.transforms.inverse import InvertibleTransform
+from monai.utils import TraceKeys
 from PIL import Image
 
 from radvlsm.data.geometry import LongestSideGeometry
@@ -118,13 +121,78 @@ class To2DGrayd(MapTransform):
                 raise RadVLSMInputError(f"has {channels} channels; expected grayscale, RGB or RGBA", source)
             if key in self.check_finite_keys and not torch.isfinite(t).all():
                 raise RadVLSMInputError("contains NaN or infinite pixel values", source)
-            d[key] = t.transpose(-1, -2).contiguous()
+            t = t.transpose(-1, -2).contiguous()
+            # keep the metadata (and the trace that invertible transforms push) on a MetaTensor input
+            d[key] = MetaTensor(t, meta=dict(img.meta)) if isinstance(img, MetaTensor) else t
             d[f"{key}_path"] = source
         return d
 
 
-class LongestSidePad(Transform):
+def minmax_normalize(image: np.ndarray) -> np.ndarray:
+    """Scale a 2D image to [0, 1] (a constant image becomes zeros).
+
+    Raises:
+        RadVLSMInputError: for non-finite values.
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise RadVLSMInputError("image contains NaN or infinite values", "image")
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo < 1e-8:
+        return np.zeros_like(arr)
+    return (arr - lo) / (hi - lo)
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 3|4)`` or ``(1, H, W)`` array to ``(H, W)`` float32.
+
+    Raises:
+        RadVLSMInputError: for anything that is not one 2D image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3].astype(np.float32)
+        arr = rgb @ np.asarray(_LUMA, dtype=np.float32)
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise RadVLSMInputError(f"expected one 2D image, got an array of shape {tuple(np.shape(image))}", "image")
+    if min(arr.shape) < 2:
+        raise RadVLSMInputError(f"image of {arr.shape[0]}x{arr.shape[1]} pixels is too small", "image")
+    return arr.astype(np.float32)
+
+
+class ToModelFrame(Transform):
+    """Array form of the model's image preprocessing (LiteMedSAM's): one 2D image -> ``(1, S, S)`` in [0, 1].
+
+    Grayscale (colour to luminance), min-max to [0, 1], longest side to ``size`` (area interpolation when
+    shrinking) and zero padding bottom/right. :meth:`geometry` gives the mapping of prompts and masks between
+    the image and the frame.
+
+    Args:
+        size: side ``S`` of the square model frame (the image encoder's input size).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+
+    def geometry(self, image: np.ndarray) -> LongestSideGeometry:
+        """The original <-> model-frame mapping of ``image`` (``(H, W)`` or colour)."""
+        return LongestSideGeometry(tuple(to_grayscale(image).shape), self.size)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """``(H, W)`` / ``(H, W, 3|4)`` / ``(1, H, W)`` -> ``(1, S, S)`` float32 tensor."""
+        gray = to_grayscale(image)
+        return LongestSideGeometry(tuple(gray.shape), self.size).image_to_model(minmax_normalize(gray))
+
+
+class LongestSidePad(InvertibleTransform):
     """Array form: ``(C, H, W)`` -> ``(C, size, size)``, longest side to ``size`` then zero padding.
+
+    Invertible the MONAI way: on a ``MetaTensor`` the original size is pushed onto ``applied_operations``,
+    so :meth:`inverse` (and ``Invertd`` in a post-processing chain) restores the original ``(H, W)``.
 
     Args:
         size: side of the square model frame.
@@ -141,11 +209,23 @@ class LongestSidePad(Transform):
         """Resize and pad ``(C, H, W)`` (or ``(H, W)``) to ``(C, size, size)``."""
         arr = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(np.asarray(img))
         geometry = LongestSideGeometry(tuple(int(s) for s in arr.shape[-2:]), self.size)
-        return geometry.image_to_model(arr) if self.mode == "area" else geometry.mask_to_model(arr)
+        out = geometry.image_to_model(arr) if self.mode == "area" else geometry.mask_to_model(arr)
+        if isinstance(img, MetaTensor) and get_track_meta():
+            out = MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+            self.push_transform(out, orig_size=geometry.original_size)
+        return out
 
-    def inverse(self, frame: torch.Tensor, original_size: Sequence[int], mode: str = "nearest") -> torch.Tensor:
-        """``(..., size, size)`` -> ``(..., H, W)``; see :func:`invert_to_original`."""
-        return invert_to_original(frame, original_size, mode)
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        """``(C, size, size)`` MetaTensor made by this transform -> ``(C, H, W)`` (nearest for masks).
+
+        Soft maps (probabilities) are resized bilinearly when the forward mode was ``area``.
+        """
+        if not isinstance(data, MetaTensor):
+            raise RadVLSMInputError("inverse needs the MetaTensor this transform returned", "LongestSidePad")
+        info = self.pop_transform(data)
+        mode = "nearest" if self.mode == "nearest" else "bilinear"
+        back = invert_to_original(data.as_tensor(), info[TraceKeys.ORIG_SIZE], mode=mode)
+        return MetaTensor(back, meta=dict(data.meta), applied_operations=list(data.applied_operations))
 
 
 def invert_to_original(
@@ -168,8 +248,10 @@ def invert_to_original(
     return LongestSideGeometry((h, w), int(frame.shape[-1])).model_to_original(frame, mode=mode)
 
 
-class LongestSidePadd(MapTransform):
+class LongestSidePadd(MapTransform, InvertibleTransform):
     """Dict form of :class:`LongestSidePad`; records ``original_size`` ``(H, W)`` of ``ref_key``.
+
+    Invertible: ``Invertd(keys="pred", transform=<the Compose>, orig_keys="image")`` restores the original size.
 
     Args:
         keys: keys to resize (images and masks).
@@ -210,6 +292,13 @@ class LongestSidePadd(MapTransform):
                 raise RadVLSMInputError(f"is {shape[0]}x{shape[1]} (HxW) but the image is {ref[0]}x{ref[1]}", source)
             d[key] = self.pads[key](d[key])
         d[self.original_size_key] = torch.tensor(ref, dtype=torch.int64)
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Each key back to its original ``(H, W)`` (see :meth:`LongestSidePad.inverse`)."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.pads[key].inverse(d[key])
         return d
 
 
@@ -339,7 +428,9 @@ def _augmentations(keys: list[str]) -> list[Transform]:
     ]
 
 
-def get_transforms(mode: str, image_size: int = 256, augment: bool | None = None) -> UltrasoundCompose:
+def get_transforms(
+    mode: str, image_size: int = 256, augment: bool | None = None, track_meta: bool = False
+) -> UltrasoundCompose:
     """The dictionary pipeline for one mode.
 
     Args:
@@ -347,6 +438,8 @@ def get_transforms(mode: str, image_size: int = 256, augment: bool | None = None
             ``"infer"`` (image only; a ``label`` entry is dropped).
         image_size: side ``S`` of the square model frame.
         augment: force augmentation on/off (default: only for ``"train"``).
+        track_meta: return ``MetaTensor``s that carry the transform trace, so that ``Invertd`` (with this
+            Compose) maps model-frame predictions back to the original size; plain tensors otherwise.
 
     Returns:
         :class:`UltrasoundCompose` mapping an item dict (``image``/``label`` paths plus metadata) to
@@ -378,6 +471,6 @@ def get_transforms(mode: str, image_size: int = 256, augment: bool | None = None
         MaskToBoxd("label", box_key="box", ref_key="image"),
         FillNoned({"birads": -1, "histology": "", "device": ""}),
         DeleteItemsd(["bbox"]),
-        EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+        EnsureTyped(keys, dtype=torch.float32, track_meta=track_meta),
     ]
     return UltrasoundCompose(steps)

@@ -16,12 +16,12 @@ from radvlsm.data.datalist import load_dataset
 from radvlsm.data.phantom import ensure_phantom_dataset
 from radvlsm.data.records import DatasetReport
 from radvlsm.data.splits import all_split, read_split, split_by_case, write_split
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.checkpoints import attach_stage_checkpoints
 from radvlsm.engine.distributed import barrier, is_main_process
-from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import load_trained_weights, trained_state_dict
+from radvlsm.models.weights import load_trained_weights, read_torch_file, trained_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +105,30 @@ def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True
 
 
 def run_fusion_stage(
-    model, items: list[dict], cache: EmbeddingCache | None, device, epochs: int = 200, lr: float = 1e-3, seed: int = 0
+    model,
+    items: list[dict],
+    cache: EmbeddingCache | None,
+    device,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Stage 3: radiomics of predicted training masks, standardiser fit, fusion head training."""
+    """Stage 4: radiomics of predicted training masks, standardiser fit, fusion head training.
+
+    Args:
+        model: the network; items: training items; cache: embedding cache; device: where it runs.
+        epochs, lr, weight_decay: the fusion head's full-batch AdamW steps (``train.json``).
+        batch_size: images per batch while collecting the predicted masks' radiomics.
+        seed: seeds the head's dropout.
+    """
     if model.fusion is None:
         logger.info("radiomics fusion is off; skipping the fusion stage")
         return {}
-    loader = make_loader(items, "eval", batch_size=4, image_size=model.image_size)
+    loader = make_loader(items, "eval", batch_size=batch_size, image_size=model.image_size)
     inputs = collect_fusion_inputs(model, loader, cache, device)
-    return fit_fusion(model, inputs, epochs=epochs, lr=lr, seed=seed)
+    return fit_fusion(model, inputs, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed)
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:
@@ -152,8 +167,8 @@ def load_best(model, path: str):
         logger.warning("no best checkpoint at %s; keeping the last weights", target)
         return model
     try:
-        state = torch.load(target, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
+        state = read_torch_file(target)
+    except RadVLSMInputError as exc:
         logger.error("best checkpoint %s cannot be read (%s); keeping the last weights", target, exc)
         return model
     model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)

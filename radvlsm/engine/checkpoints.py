@@ -15,13 +15,14 @@ import logging
 import re
 from pathlib import Path
 
-import torch
 from ignite.engine import Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointLoader
 
 from radvlsm.engine.workflow import stage_modules
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.weights import read_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +53,11 @@ def latest_readable(folder: str | Path, stage: str) -> Path | None:
     """
     for epoch, path in stage_checkpoints(folder, stage):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_torch_file(path)
             usable = isinstance(state, dict) and {"model", "optimizer", "trainer"} <= set(state)
             problem = "lacks model/optimizer/trainer state"
-        except Exception as exc:  # torch raises many types for a damaged file
-            usable, problem = False, f"cannot be read ({type(exc).__name__}: {exc})"
+        except RadVLSMInputError as exc:
+            usable, problem = False, f"cannot be read ({exc})"
         if usable:
             return path
         aside = path.with_name(path.name + ".corrupt")

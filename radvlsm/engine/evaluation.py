@@ -22,6 +22,7 @@ from scipy import ndimage
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.engine.overlay import save_overlay
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _mean(values: list[float]) -> float:
 
 
 def evaluate(
-    model,
+    predictor: RadVLSMPredictor,
     items: list[dict],
     output_dir: str | Path,
     n_overlays: int = 8,
@@ -63,7 +64,8 @@ def evaluate(
     """Evaluate ``model`` on ``items`` and write the results to ``output_dir``.
 
     Args:
-        model: a :class:`RadVLSM` in eval mode.
+        predictor: a :class:`RadVLSMPredictor` over the model in eval mode (each image is embedded once for
+            the automatic, box and click predictions).
         items: datalist items with ``image``, ``label``, ``diagnosis`` (and ``id``, ``device``).
         output_dir: folder for ``metrics.json``, ``per_image.csv`` and ``overlays/``.
         n_overlays: number of overlay pictures (the first images, in order).
@@ -74,7 +76,7 @@ def evaluate(
     """
     out = Path(output_dir)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    model.eval()
+    predictor.model.eval()
     rows: list[dict] = []
     started = time.perf_counter()
     for i, item in enumerate(items):
@@ -83,7 +85,8 @@ def evaluate(
         if truth.shape != image.shape:
             raise RadVLSMInputError(f"mask {truth.shape} and image {image.shape} differ in size", item["label"])
         t0 = time.perf_counter()
-        result = model.predict(image)
+        predictor.set_image(image)
+        result = predictor.predict()
         ms_auto = (time.perf_counter() - t0) * 1000
         seg = segmentation_metrics(result.mask, truth)
         row = {
@@ -101,10 +104,8 @@ def evaluate(
         if prompted:
             box, click = truth_prompts(truth)
             if box is not None:
-                row["dice_box"] = float(segmentation_metrics(model.predict(image, box=box).mask, truth)["dice"][0])
-                row["dice_click"] = float(
-                    segmentation_metrics(model.predict(image, points=click).mask, truth)["dice"][0]
-                )
+                row["dice_box"] = float(segmentation_metrics(predictor.predict(box=box).mask, truth)["dice"][0])
+                row["dice_click"] = float(segmentation_metrics(predictor.predict(points=click).mask, truth)["dice"][0])
         rows.append(row)
         if i < n_overlays:
             save_overlay(out / "overlays" / f"{row['id']}.png", image, truth, result)

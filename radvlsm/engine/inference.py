@@ -13,6 +13,7 @@ from torch import nn
 
 from radvlsm.engine.evaluation import read_gray
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +36,28 @@ def list_images(source: str | Path) -> list[Path]:
     return files
 
 
-def predict_images(model, source: str | Path, output_dir: str | Path) -> dict:
+def predict_images(predictor: RadVLSMPredictor, source: str | Path, output_dir: str | Path) -> dict:
     """Run the automatic pipeline on every image and write ``<stem>_mask.png`` and ``<stem>.json``.
 
     Unreadable images are skipped, counted and listed in ``summary.json``; nothing stops the run.
+
+    Args:
+        predictor: a :class:`RadVLSMPredictor` (the bundle's ``predictor``).
+        source: a folder of images or a datalist JSON.
+        output_dir: where the masks and JSON files go.
 
     Returns:
         the summary: counts, failures, and each image's diagnosis.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    predictor.model.eval()
     files = list_images(source)
     results, failures = {}, {}
     for i, file in enumerate(files, 1):
         try:
-            result = model.predict(read_gray(str(file)))
+            predictor.set_image(read_gray(str(file)))
+            result = predictor.predict()
         except RadVLSMInputError as exc:
             failures[str(file)] = str(exc)
             logger.warning("skipped %s", exc)

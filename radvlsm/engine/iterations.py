@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points, jitter_boxes
 from radvlsm.engine.training_step import STAGES, TrainingStep
@@ -54,12 +54,13 @@ class StageIteration:
         self,
         stage: str,
         loss: RadVLSMLoss,
-        cache: EmbeddingCache | None = None,
-        train_encoder: bool = False,
-        box_jitter: float = 0.1,
+        cache: EmbeddingCache | None,
+        train_encoder: bool,
+        *,
+        box_jitter: float,
+        max_points: int,
         seed: int = 0,
         step: nn.Module | None = None,
-        max_points: int = 3,
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown training stage {stage!r}; expected one of {STAGES}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from ignite.engine import Events
@@ -23,8 +24,8 @@ from monai.handlers import ROCAUC, MeanDice, StatsHandler, ValidationHandler, fr
 from torch import nn
 
 from radvlsm.data.transforms import get_transforms
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.distributed import rank, world_size
-from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.iterations import EvalIteration, RegionEvalIteration, StageIteration
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.training_step import TrainingStep, wrap_distributed
@@ -37,6 +38,23 @@ STAGE_MODULES = {
     "fusion": ("fusion",),
     "region": ("region_prompt", "region_context"),
 }
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Optimisation constants shared by the ``align``, ``segment`` and ``region`` stages (``train.json``).
+
+    Args:
+        weight_decay: AdamW weight decay.
+        head_lr_mult: learning-rate factor of the newly initialised heads against the pretrained decoder.
+        box_jitter: maximum truth-box jitter as a fraction of the box size (stages ``segment``, ``region``).
+        max_points: stage ``region`` samples 1 to ``max_points`` truth points per batch.
+    """
+
+    weight_decay: float
+    head_lr_mult: float
+    box_jitter: float
+    max_points: int
 
 
 def loss_of(output: dict) -> float:
@@ -165,15 +183,14 @@ def build_stage_trainer(
     loader: DataLoader,
     epochs: int,
     lr: float,
-    loss: RadVLSMLoss | None = None,
-    cache: EmbeddingCache | None = None,
-    device: torch.device | str = "cpu",
+    loss: RadVLSMLoss,
+    cache: EmbeddingCache | None,
+    device: torch.device | str,
+    settings: StageSettings,
     evaluator: SupervisedEvaluator | None = None,
     handlers: Sequence | None = None,
     train_encoder: bool = False,
-    weight_decay: float = 1e-4,
     seed: int = 0,
-    head_lr_mult: float = 10.0,
     distributed: bool = False,
 ) -> SupervisedTrainer:
     """A :class:`SupervisedTrainer` for the ``align``, ``segment`` or ``region`` stage.
@@ -184,15 +201,14 @@ def build_stage_trainer(
         loader: training DataLoader.
         epochs: epochs of this stage.
         lr: AdamW learning rate.
-        loss: the loss (default weights when None).
-        cache: shared embedding cache.
+        loss: the loss (its weights come from ``train.json``).
+        cache: shared embedding cache (None: the encoder runs every step).
         device: training device.
+        settings: weight decay, head learning-rate factor, box jitter, region points (``train.json``).
         evaluator: validated after each epoch when given.
         handlers: extra train handlers (checkpointing, logging).
         train_encoder: fine-tune the image encoder too (no embedding caching then).
-        weight_decay: AdamW weight decay.
         seed: prompt sampling seed.
-        head_lr_mult: learning-rate factor of the newly initialised heads against the pretrained decoder.
         distributed: data-parallel training in the current process group (``torchrun``): the loss step is
             wrapped in DistributedDataParallel (gradients averaged over ranks; rank 0's weights broadcast
             first), prompts are sampled with ``seed + rank`` and the loss is logged on rank 0 only. Give it a
@@ -200,7 +216,6 @@ def build_stage_trainer(
             validation images (MONAI's metrics gather over the ranks).
     """
     device = torch.device(device)
-    loss = loss or RadVLSMLoss()
     model.to(device)
     params = stage_parameters(model, stage, train_encoder)
     if not params:
@@ -211,9 +226,12 @@ def build_stage_trainer(
     }
     groups = [
         {"params": [p for p in params if id(p) in pretrained], "lr": lr},
-        {"params": [p for p in params if id(p) not in pretrained], "lr": lr * (head_lr_mult if pretrained else 1.0)},
+        {
+            "params": [p for p in params if id(p) not in pretrained],
+            "lr": lr * (settings.head_lr_mult if pretrained else 1.0),
+        },
     ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=settings.weight_decay)
     step = TrainingStep(model, loss, stage)  # built once, not per iteration
     if distributed:
         step = wrap_distributed(step, device)
@@ -232,7 +250,16 @@ def build_stage_trainer(
         network=model,
         optimizer=optimizer,
         loss_function=loss,
-        iteration_update=StageIteration(stage, loss, cache, train_encoder, seed=seed + this_rank, step=step),
+        iteration_update=StageIteration(
+            stage,
+            loss,
+            cache,
+            train_encoder,
+            box_jitter=settings.box_jitter,
+            max_points=settings.max_points,
+            seed=seed + this_rank,
+            step=step,
+        ),
         train_handlers=train_handlers,
         decollate=False,
     )
@@ -284,7 +311,7 @@ def collect_fusion_inputs(
 
 
 def fit_fusion(
-    model: nn.Module, inputs: dict[str, torch.Tensor], epochs: int = 200, lr: float = 1e-3, seed: int = 0
+    model: nn.Module, inputs: dict[str, torch.Tensor], epochs: int, lr: float, weight_decay: float, seed: int = 0
 ) -> dict[str, float]:
     """Fit the radiomics standardiser and train the visual-radiomics fusion head on collected inputs.
 
@@ -293,6 +320,7 @@ def fit_fusion(
         inputs: the output of :func:`collect_fusion_inputs` on the training split.
         epochs: full-batch optimisation steps.
         lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
         seed: seeds the head's dropout.
 
     Returns:
@@ -303,7 +331,7 @@ def fit_fusion(
     x = {k: v.to(device) for k, v in inputs.items()}
     model.standardizer.fit(x["radiomics"])
     params = stage_parameters(model, "fusion")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     std = model.standardizer(x["radiomics"])
 
     def ce() -> torch.Tensor:

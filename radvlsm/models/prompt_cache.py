@@ -3,7 +3,7 @@
 A click without a box is completed with a box from the automatic candidates of the lesion response map
 (:meth:`radvlsm.models.radvlsm.RadVLSM.boxes_from_clicks`); those depend only on the image embedding, so
 they are kept here, keyed by a hash of the embedding. The embedding itself lives in the (optionally
-disk-backed, shared between processes) :class:`radvlsm.engine.embedding_cache.EmbeddingCache`; the
+disk-backed, shared between processes) :class:`radvlsm.embedding_cache.EmbeddingCache`; the
 candidates take a few tens of milliseconds to recompute from it, so each process keeps its own copy in memory.
 """
 

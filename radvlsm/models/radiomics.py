@@ -23,7 +23,10 @@ from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PARAMS_FILE = Path(__file__).resolve().parents[2] / "configs" / "radiomics_params.yaml"
+# the bundle's copy; the model gets its path from ``network_def#radiomics_params``
+DEFAULT_PARAMS_FILE = (
+    Path(__file__).resolve().parents[2] / "bundles" / "radvlsm_breast_us" / "configs" / "radiomics_params.yaml"
+)
 
 _DRY_RUN_SIZE = 32  # side of the synthetic image used to learn the feature names at init
 _DRY_RUN_RADIUS = 10

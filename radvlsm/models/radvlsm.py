@@ -11,9 +11,10 @@ One image-encoder pass per image feeds everything downstream::
       MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
       radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
 
-User prompts (points, box, mask) replace the candidates and reuse the same embedding. Region recognition
-(MedP-CLIP style, :meth:`RadVLSM.recognize_region`) rasterises the same prompts to a region map that enters
-the embedding through a zero-initialised feature-level path (:mod:`radvlsm.models.region_prompt`).
+User prompts (points, box, mask) replace the candidates and reuse the same embedding. Tensors in, tensors out
+(model frame); :class:`radvlsm.predictor.RadVLSMPredictor` maps user arrays and prompts to and from it.
+Region recognition (MedP-CLIP style, :meth:`RadVLSM.recognize_region`) rasterises the same prompts to a region
+map that enters the embedding through a zero-initialised feature-level path (:mod:`radvlsm.models.region_prompt`).
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radvlsm.data.geometry import LongestSideGeometry
-from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
 from radvlsm.models.decode import decode_candidates, decode_prompts
-from radvlsm.models.encoders.runtime import EncoderRuntime
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
-from radvlsm.models.prompt_cache import CandidateCache, InputCache, weights_fingerprint
+from radvlsm.models.prompt_cache import CandidateCache, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -44,7 +41,6 @@ from radvlsm.models.reliability import (
     semantic_consistency_cue,
     stack_cues,
 )
-from radvlsm.models.result import CandidateResult, RadVLSMResult, RegionRecognitionResult
 
 logger = logging.getLogger(__name__)
 
@@ -98,42 +94,6 @@ class RegionOutput:
     diag_logits: torch.Tensor
 
 
-def minmax_normalize(image: np.ndarray) -> np.ndarray:
-    """Scale a 2D image to [0, 1] (a constant image becomes zeros).
-
-    Raises:
-        RadVLSMInputError: for non-finite values.
-    """
-    arr = np.asarray(image, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise RadVLSMInputError("image contains NaN or infinite values", "image")
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi - lo < 1e-8:
-        return np.zeros_like(arr)
-    return (arr - lo) / (hi - lo)
-
-
-def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 3|4)`` or ``(1, H, W)`` array to ``(H, W)`` float32.
-
-    Raises:
-        RadVLSMInputError: for anything that is not one 2D image.
-    """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        rgb = arr[..., :3].astype(np.float32)
-        arr = rgb @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise RadVLSMInputError(f"expected one 2D image, got an array of shape {tuple(np.shape(image))}", "image")
-    if min(arr.shape) < 2:
-        raise RadVLSMInputError(f"image of {arr.shape[0]}x{arr.shape[1]} pixels is too small", "image")
-    return arr.astype(np.float32)
-
-
 class RadVLSM(nn.Module):
     """Rad-VLSM: automatic and prompted lesion segmentation with reliability-weighted diagnosis.
 
@@ -153,7 +113,6 @@ class RadVLSM(nn.Module):
         standardizer: optional :class:`radvlsm.models.radiomics.RadiomicsStandardizer` (with ``fusion``).
         radiomics: optional :class:`radvlsm.models.radiomics.RadiomicsExtractor` (not a module: no weights).
         prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
-        embedding_cache_size: image embeddings kept for repeated prompts on the same image.
         click_to_box: complete click-only prompts with a box from the response map (see ``boxes_from_clicks``).
         region_prompt: optional :class:`radvlsm.models.region_prompt.RegionPromptEncoder` (region recognition).
         region_context: optional :class:`radvlsm.models.region_prompt.RegionContextFusion` (with ``region_prompt``).
@@ -172,21 +131,17 @@ class RadVLSM(nn.Module):
         reliability_head: ReliabilityHead,
         mcra: MCRA,
         diagnosis_head: nn.Module,
-        lesion_prompt: str = "a breast ultrasound image showing a lesion",
-        class_prompts: tuple[str, str] | list[str] = (
-            "a benign breast lesion on ultrasound",
-            "a malignant breast lesion on ultrasound",
-        ),
+        lesion_prompt: str,
+        class_prompts: tuple[str, str] | list[str],
+        descriptor_prompts: dict[str, dict[str, list[str]]],
+        click_to_box: bool,
+        point_sigma: float,
         fusion: nn.Module | None = None,
         standardizer: nn.Module | None = None,
         radiomics=None,
         prompt_learner: nn.Module | None = None,
-        embedding_cache_size: int = 32,
-        click_to_box: bool = True,
         region_prompt: nn.Module | None = None,
         region_context: nn.Module | None = None,
-        descriptor_prompts: dict[str, dict[str, list[str]]] | None = None,
-        point_sigma: float = 0.03,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -204,15 +159,12 @@ class RadVLSM(nn.Module):
         self.prompt_learner = prompt_learner
         self.lesion_prompt = lesion_prompt
         self.class_prompts = list(class_prompts)
-        self.embedding_cache = EmbeddingCache(max_items=embedding_cache_size, namespace="inference")
         self.click_to_box = click_to_box
         self.region_prompt = region_prompt
         self.region_context = region_context
-        self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in (descriptor_prompts or {}).items()}
+        self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
-        self.encoder_runtime: EncoderRuntime | None = None  # exported encoder for inference (None: eager torch)
-        self.candidate_cache = CandidateCache()
-        self.input_cache = InputCache()
+        self.candidate_cache = CandidateCache()  # click path: response-map candidates once per image
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -424,6 +376,11 @@ class RadVLSM(nn.Module):
         """Rasterise one model-frame prompt set per image (points, box and/or mask) -> ``(B, 1, S, S)`` map."""
         return RegionRasterizer(self.image_size, self.point_sigma)(points, point_labels, boxes, masks)
 
+    @property
+    def region_prompt_trained(self) -> bool:
+        """Whether the feature-level region prompt path holds trained (non-zero) weights."""
+        return self.region_prompt is not None and bool(self.region_prompt.to_features.weight.detach().abs().sum() > 0)
+
     def prompted_features(self, embeddings: torch.Tensor, region_map: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` features steered by a ``(B, 1, S, S)`` region map (unchanged without the module)."""
         if self.region_prompt is None:
@@ -480,207 +437,7 @@ class RadVLSM(nn.Module):
         features = self.radiomics.extract_batch(images, mask_prob).to(visual_emb.device)
         return self.fusion(visual_emb, self.standardizer(features), visual_logits), features
 
-    # ------------------------------------------------------------------ user-facing prediction
-    @torch.inference_mode()
-    def predict(
-        self,
-        image: np.ndarray,
-        points: list[list[float]] | np.ndarray | None = None,
-        point_labels: list[int] | np.ndarray | None = None,
-        box: list[float] | np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-        threshold: float = 0.5,
-    ) -> RadVLSMResult:
-        """Segment and diagnose one image; automatic when no prompt is given.
-
-        Args:
-            image: ``(H, W)`` grayscale or ``(H, W, 3|4)`` colour image, any numeric dtype.
-            points: ``[[x, y], ...]`` in original pixels, with ``point_labels`` (1 fg, 0 bg; default all 1).
-            box: ``[x1, y1, x2, y2]`` in original pixels.
-            mask: ``(H, W)`` user mask (non-zero = lesion) as a dense prompt.
-            threshold: probability threshold for the returned mask.
-
-        Returns:
-            :class:`RadVLSMResult` at the original image size.
-        """
-        gray = to_grayscale(image)
-        geometry = LongestSideGeometry(gray.shape, self.image_size)
-        x, embeddings = self._embed(gray, geometry)
-        prompts = validate_prompts(geometry, points, point_labels, box, mask)
-        if prompts is None:
-            out = self.forward(embeddings=embeddings, content_size=geometry.resized_size)
-            mask_prob, visual_logits, visual_emb = out.fused.mask_prob, out.fused.diag_logits, out.fused.region_emb
-            candidates = self._candidate_results(out, geometry)
-            response = geometry.model_to_original(out.cam[0, 0]).clamp(0, 1).cpu().numpy()
-            mode = "automatic"
-        else:
-            mode = "+".join(k for k in ("points", "box", "mask") if prompts.get(k) is not None)
-            mask_logits, visual_logits, visual_emb, _ = self.forward_prompted(
-                embeddings,
-                boxes=prompts.get("box"),
-                points=prompts.get("points"),
-                point_labels=prompts.get("point_labels"),
-                mask_inputs=prompts.get("mask"),
-            )
-            mask_prob = torch.sigmoid(mask_logits)
-            candidates, response = [], None
-        binary = (mask_prob > threshold).float()
-        final_logits, features = self.fuse_radiomics(x, binary, visual_emb, visual_logits)
-        prob_full = geometry.model_to_original(mask_prob[0, 0]).clamp(0, 1).cpu().numpy().astype(np.float32)
-        radiomics = {}
-        if features is not None:
-            radiomics = dict(zip(self.radiomics.feature_names, features[0].tolist(), strict=False))
-        return RadVLSMResult(
-            mask=(prob_full > threshold).astype(np.uint8),
-            probability=prob_full,
-            malignancy_probability=float(torch.softmax(final_logits, -1)[0, 1]),
-            visual_malignancy_probability=float(torch.softmax(visual_logits, -1)[0, 1]),
-            candidates=candidates,
-            response_map=None if response is None else response.astype(np.float32),
-            radiomics=radiomics,
-            prompt_mode=mode,
-        )
-
-    @torch.inference_mode()
-    def predict_region(
-        self,
-        image: np.ndarray,
-        points: list[list[float]] | np.ndarray | None = None,
-        point_labels: list[int] | np.ndarray | None = None,
-        box: list[float] | np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-    ) -> RegionRecognitionResult:
-        """Recognise a region given by points, a box and/or a mask (MedP-CLIP style), with global context.
-
-        Args:
-            image: ``(H, W)`` grayscale or ``(H, W, 3|4)`` colour image.
-            points: ``[[x, y], ...]`` original pixels, with ``point_labels`` (1 fg, 0 bg; default all 1).
-            box: ``[x1, y1, x2, y2]`` original pixels.
-            mask: ``(H, W)`` region mask (non-zero = region).
-
-        Returns:
-            :class:`RegionRecognitionResult`: the region's malignancy probability (diagnosis head), zero-shot
-            class and BI-RADS descriptor scores of the region, and the same zero-shot scores of the whole
-            image, unprompted and with the region prompt supplied.
-
-        Raises:
-            RadVLSMInputError: no prompt, or prompts outside the image, malformed or empty.
-        """
-        gray = to_grayscale(image)
-        geometry = LongestSideGeometry(gray.shape, self.image_size)
-        prompts = validate_prompts(geometry, points, point_labels, box, mask)
-        if prompts is None:  # the rasteriser rejects background-only points the same way
-            raise RadVLSMInputError("give the region as foreground points, a box or a mask", "region prompt")
-        _, embeddings = self._embed(gray, geometry)
-        p = {k: v.to(self.device) for k, v in prompts.items()}
-        region_map = self.region_map(p.get("points"), p.get("point_labels"), p.get("box"), p.get("mask"))
-        out = self.recognize_region(embeddings, region_map)
-        classes = [[c] for c in self.class_prompts]
-        unprompted = embeddings.mean(dim=(2, 3))
-        descriptors = {
-            category: dict(
-                zip(entries, self.zero_shot(out.region_emb, list(entries.values()))[0].tolist(), strict=True)
-            )
-            for category, entries in self.descriptor_prompts.items()
-        }
-        names = ("benign", "malignant")
-        return RegionRecognitionResult(
-            malignancy_probability=float(torch.softmax(out.diag_logits, -1)[0, 1]),
-            zero_shot=dict(zip(names, self.zero_shot(out.region_emb, classes)[0].tolist(), strict=True)),
-            descriptors=descriptors,
-            image_zero_shot=dict(zip(names, self.zero_shot(unprompted, classes)[0].tolist(), strict=True)),
-            image_zero_shot_prompted=dict(zip(names, self.zero_shot(out.global_emb, classes)[0].tolist(), strict=True)),
-            region_area_fraction=float(region_map[0, 0, : geometry.resized_size[0], : geometry.resized_size[1]].mean()),
-            prompt_mode="+".join(k for k in ("points", "box", "mask") if prompts.get(k) is not None),
-            region_prompt_trained=self.region_prompt is not None
-            and bool(self.region_prompt.to_features.weight.detach().abs().sum() > 0),
-        )
-
-    def _embed(self, gray: np.ndarray, geometry: LongestSideGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(H, W)`` image -> model-frame input ``(1, 1, S, S)`` and its (cached) embedding ``(1, C, h, w)``."""
-        x = self.input_cache.get_or_compute(gray, lambda: geometry.image_to_model(minmax_normalize(gray))[None])
-        x = x.to(self.device)
-        return x, self.embedding_cache.get_or_compute(x, self.encoder_runtime or self.image_encoder)
-
-    @staticmethod
-    def _candidate_results(out: RadVLSMOutput, geometry: LongestSideGeometry) -> list[CandidateResult]:
-        c = out.candidates
-        h, w = geometry.original_size
-        bounds = torch.tensor([w, h, w, h], dtype=torch.float32)
-        results = []
-        for k in range(c.boxes.shape[1]):
-            if not bool(c.valid[0, k]):
-                continue
-            keep = c.point_labels[0, k] >= 0
-            results.append(
-                CandidateResult(
-                    box=[
-                        round(v, 2)
-                        for v in torch.minimum(geometry.boxes_to_original(c.boxes[0, k].cpu()), bounds).tolist()
-                    ],
-                    points=[
-                        [round(v, 2) for v in p]
-                        for p in torch.minimum(
-                            geometry.points_to_original(c.points[0, k][keep].cpu()), bounds[:2]
-                        ).tolist()
-                    ],
-                    point_labels=[int(v) for v in c.point_labels[0, k][keep].tolist()],
-                    reliability=float(out.fused.weights[0, k]),
-                    cam_strength=float(c.cam_strength[0, k]),
-                    kept=bool(out.fused.kept[0, k]),
-                )
-            )
-        return results
-
 
 def _inside(points: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """``(P,)`` whether each ``(P, 2)`` point lies in the ``x1, y1, x2, y2`` box."""
     return (points[:, 0] >= box[0]) & (points[:, 0] <= box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
-
-
-def validate_prompts(
-    geometry: LongestSideGeometry,
-    points: list[list[float]] | np.ndarray | None,
-    point_labels: list[int] | np.ndarray | None,
-    box: list[float] | np.ndarray | None,
-    mask: np.ndarray | None,
-) -> dict[str, torch.Tensor] | None:
-    """Check user prompts against the image and map them to the model frame (batch of one).
-
-    Raises:
-        RadVLSMInputError: for prompts outside the image, malformed shapes or an empty box.
-    """
-    h, w = geometry.original_size
-    out: dict[str, torch.Tensor] = {}
-    if points is not None and len(points) > 0:
-        pts = np.asarray(points, dtype=np.float32)
-        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
-            raise RadVLSMInputError(f"points must be a list of [x, y] pairs, got shape {pts.shape}", "points")
-        outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
-        if outside.any():
-            raise RadVLSMInputError(
-                f"point {pts[outside][0].tolist()} lies outside the {w}x{h} image (x in [0, {w}], y in [0, {h}])",
-                "points",
-            )
-        labels = np.ones(len(pts), dtype=np.int64) if point_labels is None else np.asarray(point_labels, np.int64)
-        if labels.shape != (len(pts),) or not np.isin(labels, (0, 1)).all():
-            raise RadVLSMInputError("point_labels must hold one 0 or 1 per point", "point_labels")
-        out["points"] = geometry.points_to_model(pts)[None]
-        out["point_labels"] = torch.as_tensor(labels)[None]
-    if box is not None:
-        b = np.asarray(box, dtype=np.float32).reshape(-1)
-        if b.shape != (4,) or not np.isfinite(b).all():
-            raise RadVLSMInputError("box must be [x1, y1, x2, y2]", "box")
-        if b[2] <= b[0] or b[3] <= b[1]:
-            raise RadVLSMInputError(f"box {b.tolist()} has no area (need x2 > x1 and y2 > y1)", "box")
-        if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h:
-            raise RadVLSMInputError(f"box {b.tolist()} lies outside the {w}x{h} image", "box")
-        out["box"] = geometry.boxes_to_model(b)[None]
-    if mask is not None:
-        m = np.asarray(mask)
-        if m.shape != (h, w):
-            raise RadVLSMInputError(f"mask is {m.shape}, the image is {(h, w)}", "mask")
-        if not m.any():
-            raise RadVLSMInputError("mask prompt is empty", "mask")
-        out["mask"] = geometry.mask_to_model((m > 0).astype(np.float32))[None]
-    return out or None

@@ -17,7 +17,9 @@ from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
-N_CUES = 4
+# the cues RadVLSM.forward stacks for each candidate, in order (the reliability head's input width)
+CUE_NAMES = ("cam_response", "cam_coverage", "semantic_consistency", "mask_consistency", "sam_iou")
+N_CUES = len(CUE_NAMES)
 
 
 def _check_masks(masks: torch.Tensor, name: str) -> None:

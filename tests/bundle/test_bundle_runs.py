@@ -47,6 +47,7 @@ def test_verify_net_in_out_on_the_real_network() -> None:
     """MONAI's shape/dtype check of the shipped architecture, through the tensor-in/tensor-out mask adapter."""
     cmd = [
         sys.executable, "-m", "monai.bundle", "verify_net_in_out", "mask_network_def",
+        "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
         "--config_file", str(BUNDLE / "configs" / "inference.json"),
         "--device", "cpu",
@@ -56,13 +57,12 @@ def test_verify_net_in_out_on_the_real_network() -> None:
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
 
-def test_mask_adapter_returns_the_fused_mask_probability() -> None:
+def test_mask_adapter_returns_the_fused_mask_probability(tiny_model) -> None:
     import torch
 
     from radvlsm.engine.inference import MaskOutput
-    from radvlsm.models.build import build_radvlsm
 
-    model = build_radvlsm("tiny", radiomics=False).eval()
+    model = tiny_model(radiomics=False).eval()
     images = torch.rand(2, 1, model.image_size, model.image_size)
     with torch.no_grad():
         mask = MaskOutput(model)(images)

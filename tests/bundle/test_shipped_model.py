@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from radvlsm.models.build import load_trained_weights
+from radvlsm.config import build_network
+from radvlsm.models.weights import load_trained_weights
+from radvlsm.predictor import RadVLSMPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "radvlsm_breast_us"
 MODEL = BUNDLE / "models" / "model.pt"
 
 
-def _bundle_network():
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
-    return parser.get_parsed_content("network_def")
+@pytest.fixture(scope="module")
+def shipped():
+    """The bundle's network with the shipped weights (which must fit it exactly: no missing or unexpected key)."""
+    return load_trained_weights(build_network(BUNDLE), MODEL).eval()
 
 
 def test_shipped_weights_are_small_and_leave_out_the_pretrained_towers() -> None:
@@ -41,26 +41,26 @@ def test_shipped_weights_are_small_and_leave_out_the_pretrained_towers() -> None
 
 
 @pytest.mark.slow
-def test_shipped_model_segments_a_phantom_lesion(phantom_dir) -> None:
-    model = load_trained_weights(_bundle_network(), MODEL).eval()  # refuses missing or unexpected keys
+def test_shipped_model_segments_a_phantom_lesion(shipped, phantom_dir) -> None:
     image_path = sorted((phantom_dir / "Images").glob("*.png"))[0]
     image = np.asarray(Image.open(image_path))
     truth = np.asarray(Image.open(phantom_dir / "Masks" / image_path.name.replace("bus_", "mask_"))) > 0
     ys, xs = np.nonzero(truth)
-    result = model.predict(image, box=[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    predictor = RadVLSMPredictor(shipped)
+    predictor.set_image(image)
+    result = predictor.predict(box=[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     dice = 2 * (result.mask.astype(bool) & truth).sum() / (result.mask.sum() + truth.sum())
     assert dice > 0.7, dice
-    auto = model.predict(image)
+    auto = predictor.predict()
     assert auto.mask.shape == truth.shape and 0.0 <= auto.malignancy_probability <= 1.0
     assert auto.radiomics, "the shipped model carries the radiomics fusion"
 
 
 @pytest.mark.slow
-def test_shipped_model_recognises_a_prompted_region(phantom_dir) -> None:
+def test_shipped_model_recognises_a_prompted_region(shipped, phantom_dir) -> None:
     """The shipped weights carry a trained region prompt path (non-zero), and a box, a click and a mask of the
     same lesion all give a region diagnosis with zero-shot findings."""
-    model = load_trained_weights(_bundle_network(), MODEL).eval()
-    assert float(model.region_prompt.to_features.weight.abs().sum()) > 0, "the region prompt path is untrained"
+    assert shipped.region_prompt_trained, "the region prompt path is untrained"
     image_path = sorted((phantom_dir / "Images").glob("*.png"))[0]
     image = np.asarray(Image.open(image_path))
     truth = np.asarray(Image.open(phantom_dir / "Masks" / image_path.name.replace("bus_", "mask_"))) > 0
@@ -70,7 +70,9 @@ def test_shipped_model_recognises_a_prompted_region(phantom_dir) -> None:
         {"points": [[float(xs.mean()), float(ys.mean())]]},
         {"mask": truth.astype(np.uint8)},
     )
+    predictor = RadVLSMPredictor(shipped)
+    predictor.set_image(image)
     for kwargs in prompts:
-        result = model.predict_region(image, **kwargs)
+        result = predictor.predict_region(**kwargs)
         assert result.region_prompt_trained and 0.0 <= result.malignancy_probability <= 1.0
         assert abs(sum(result.descriptors["margin"].values()) - 1) < 1e-4

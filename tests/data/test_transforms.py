@@ -9,12 +9,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from monai.data import DataLoader, Dataset, list_data_collate
+from monai.data import DataLoader, Dataset, MetaTensor, list_data_collate
+from monai.transforms import Invertd
 from PIL import Image
 
 from radvlsm.data.transforms import (
     LongestSidePad,
     LongestSidePadd,
+    ToModelFrame,
     get_transforms,
     invert_to_original,
     mask_to_box,
@@ -50,10 +52,41 @@ def test_array_round_trip_shapes(h: int, w: int) -> None:
     assert back.shape == (1, h, w)
     mask = torch.zeros(1, h, w)
     mask[:, h // 4 : max(h // 4 + 1, 3 * h // 4), w // 4 : max(w // 4 + 1, 3 * w // 4)] = 1
-    inverted = LongestSidePad(256, "nearest").inverse(LongestSidePad(256, "nearest")(mask), (h, w))
+    pad = LongestSidePad(256, "nearest")
+    inverted = pad.inverse(pad(MetaTensor(mask)))
+    assert inverted.shape == (1, h, w) and not inverted.applied_operations
     if min(h, w) >= 8 and min(h, w) * 256 / max(h, w) >= 64:  # a centred block survives at this resolution
         iou = (inverted * mask).sum() / ((inverted + mask) > 0).sum()
         assert iou > 0.9
+
+
+def test_inverse_needs_the_traced_tensor() -> None:
+    with pytest.raises(RadVLSMInputError, match="MetaTensor"):
+        LongestSidePad(256, "nearest").inverse(torch.zeros(1, 256, 256))
+
+
+def test_invertd_restores_original_size(tmp_path: Path, helpers: SimpleNamespace) -> None:
+    """A prediction in the model frame goes back to the image's size through MONAI's ``Invertd``."""
+    item = _pair(tmp_path, helpers, 300, 200)
+    preprocessing = get_transforms("eval", track_meta=True)
+    out = preprocessing(item)
+    out["pred"] = out["label"].clone()
+    back = Invertd(keys="pred", transform=preprocessing, orig_keys="label", nearest_interp=True)(out)
+    assert tuple(back["pred"].shape[-2:]) == (300, 200)
+    original = torch.from_numpy(np.asarray(Image.open(item["label"])) > 0).float()
+    iou = (back["pred"][0] * original).sum() / ((back["pred"][0] + original) > 0).sum()
+    assert iou > 0.9
+
+
+def test_to_model_frame_matches_geometry() -> None:
+    image = np.random.default_rng(0).uniform(0, 255, (300, 200, 3)).astype(np.float32)
+    prep = ToModelFrame(256)
+    frame = prep(image)
+    assert frame.shape == (1, 256, 256) and float(frame.max()) <= 1.0
+    assert prep.geometry(image).resized_size == (256, 171)
+    assert float(frame[0, :, 171:].abs().sum()) == 0.0  # right padding
+    with pytest.raises(RadVLSMInputError, match="NaN"):
+        prep(np.full((8, 8), np.nan))
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import torch
 from ignite.engine import Events
 
 from radvlsm.engine.checkpoints import attach_stage_checkpoints, latest_readable, stage_checkpoints
+from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.workflow import build_stage_trainer, make_loader
-from radvlsm.models.build import build_radvlsm
 
 
 def fake_checkpoint(path: Path, epoch: int) -> Path:
@@ -32,29 +32,33 @@ def test_epochs_sort_as_numbers_and_damaged_newest_files_are_skipped(tmp_path: P
     assert latest_readable(tmp_path, "segment") is None
 
 
-def tiny_trainer(phantom_dir: Path, epochs: int):
+def tiny_trainer(tiny_model, stage_settings, phantom_dir: Path, epochs: int):
     from radvlsm.engine.bundle import prepare_dataset, prepare_splits
 
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=False)
+    model = tiny_model(radiomics=False)
     items = prepare_splits(prepare_dataset(str(phantom_dir)), "all")["all"][:4]
     loader = make_loader(items, "eval", batch_size=2, image_size=model.image_size)
-    return build_stage_trainer("align", model, loader, epochs, 1e-3, device="cpu")
+    return build_stage_trainer("align", model, loader, epochs, 1e-3, RadVLSMLoss(), None, "cpu", stage_settings)
 
 
-def test_a_second_run_continues_from_the_last_epoch_with_optimizer_state(phantom_dir: Path, tmp_path: Path) -> None:
-    first = attach_stage_checkpoints(tiny_trainer(phantom_dir, 2), tmp_path, "align")
+def test_a_second_run_continues_from_the_last_epoch_with_optimizer_state(
+    tiny_model, stage_settings, phantom_dir: Path, tmp_path: Path
+) -> None:
+    first = attach_stage_checkpoints(tiny_trainer(tiny_model, stage_settings, phantom_dir, 2), tmp_path, "align")
     first.run()
     assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [2, 1]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("tmp")]  # the atomic saver's temp files
-    second = attach_stage_checkpoints(tiny_trainer(phantom_dir, 4), tmp_path, "align")
+    second = attach_stage_checkpoints(tiny_trainer(tiny_model, stage_settings, phantom_dir, 4), tmp_path, "align")
     started = []
     second.add_event_handler(Events.EPOCH_STARTED, lambda engine: started.append(engine.state.epoch))
     second.run()
     assert started == [3, 4] and second.state.iteration == 4 * 2
     assert second.optimizer.state, "the optimizer's moments were restored and used"
     assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [4, 3]  # pruned across the restart
-    third = attach_stage_checkpoints(tiny_trainer(phantom_dir, 1), tmp_path, "align", resume=False)
+    third = attach_stage_checkpoints(
+        tiny_trainer(tiny_model, stage_settings, phantom_dir, 1), tmp_path, "align", resume=False
+    )
     assert stage_checkpoints(tmp_path, "align") == []
     third.run()
     assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [1]

@@ -13,18 +13,20 @@ from PIL import Image
 
 from radvlsm.engine.inference import IMAGE_SUFFIXES, predict_images
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import build_radvlsm
+from radvlsm.predictor import RadVLSMPredictor
 
 
-def test_a_folder_of_hostile_images_is_processed_and_each_failure_named(phantom_dir: Path, tmp_path: Path) -> None:
+def test_a_folder_of_hostile_images_is_processed_and_each_failure_named(
+    tiny_model, phantom_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     good = sorted((phantom_dir / "Images").glob("*.png"))[0]
     shutil.copy(good, folder / good.name)
     expected = write_hostile_studies(folder, good, huge=False)  # the server test has the huge one
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=False)
-    report = predict_images(model, folder, tmp_path / "out")
+    model = tiny_model(radiomics=False)
+    report = predict_images(RadVLSMPredictor(model), folder, tmp_path / "out")
     listed = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     assert report["n_images"] == len(listed) == report["n_done"] + len(report["failures"])
     for name, (status, _) in expected.items():
@@ -39,24 +41,25 @@ def test_a_folder_of_hostile_images_is_processed_and_each_failure_named(phantom_
     assert good.name in report["results"]
 
 
-def test_an_empty_folder_is_an_input_error(tmp_path: Path) -> None:
+def test_an_empty_folder_is_an_input_error(tiny_model, tmp_path: Path) -> None:
     with pytest.raises(RadVLSMInputError, match="no images"):
-        predict_images(build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=False), tmp_path, tmp_path)
+        predict_images(RadVLSMPredictor(tiny_model(radiomics=False)), tmp_path, tmp_path)
 
 
-def test_predict_refuses_non_2d_and_non_finite_arrays() -> None:
-    model = build_radvlsm("tiny", text_encoder="tiny", embed_dim=32, radiomics=False).eval()
+def test_predict_refuses_non_2d_and_non_finite_arrays(tiny_model) -> None:
+    predictor = RadVLSMPredictor(tiny_model(radiomics=False).eval())
     with pytest.raises(RadVLSMInputError, match="2D image"):
-        model.predict(np.zeros((4, 30, 30)))
+        predictor.set_image(np.zeros((4, 30, 30)))
     with pytest.raises(RadVLSMInputError, match="NaN"):
-        model.predict(np.full((30, 30), np.nan))
+        predictor.set_image(np.full((30, 30), np.nan))
     with pytest.raises(RadVLSMInputError, match="too small"):
-        model.predict(np.zeros((1, 30)))
-    full = model.predict(np.zeros((40, 30)), mask=np.ones((40, 30)))
+        predictor.set_image(np.zeros((1, 30)))
+    predictor.set_image(np.zeros((40, 30)))
+    full = predictor.predict(mask=np.ones((40, 30)))
     assert full.mask.shape == (40, 30)
     with pytest.raises(RadVLSMInputError, match="mask prompt is empty"):
-        model.predict(np.zeros((40, 30)), mask=np.zeros((40, 30)))
+        predictor.predict(mask=np.zeros((40, 30)))
     with pytest.raises(RadVLSMInputError, match="no area"):
-        model.predict(np.zeros((40, 30)), box=[20, 20, 10, 10])
+        predictor.predict(box=[20, 20, 10, 10])
     with pytest.raises(RadVLSMInputError, match="outside"):
-        model.predict(np.zeros((40, 30)), points=[[-1, 5]])
+        predictor.predict(points=[[-1, 5]])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits, run_fusion_stage
-from radvlsm.engine.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points
 from radvlsm.engine.workflow import build_stage_trainer, make_loader, stage_parameters
-from radvlsm.models.build import build_radvlsm
 
 
 def fixed_batch_loss(model, stage, batch, cache, loss) -> float:
@@ -27,9 +26,9 @@ def fixed_batch_loss(model, stage, batch, cache, loss) -> float:
         return float(loss.segment(model, emb, labels, diagnosis, boxes, points)[0])
 
 
-def test_short_training_lowers_the_loss(phantom_dir, tmp_path) -> None:
+def test_short_training_lowers_the_loss(tiny_model, stage_settings, phantom_dir, tmp_path) -> None:
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", radiomics=True, n_ctx=2)
+    model = tiny_model(radiomics=True, n_ctx=2)
     report = prepare_dataset(str(phantom_dir))
     splits = prepare_splits(report, "train", None, str(tmp_path), seed=0)
     assert (tmp_path / "split.json").is_file()
@@ -38,16 +37,18 @@ def test_short_training_lowers_the_loss(phantom_dir, tmp_path) -> None:
     cache, loss = EmbeddingCache(100), RadVLSMLoss()
     for stage, epochs, lr in (("align", 15, 3e-3), ("segment", 4, 1e-3)):
         before = fixed_batch_loss(model, stage, batch, cache, loss)
-        build_stage_trainer(stage, model, loader, epochs, lr, loss, cache, "cpu", seed=0).run()
+        build_stage_trainer(stage, model, loader, epochs, lr, loss, cache, "cpu", stage_settings, seed=0).run()
         after = fixed_batch_loss(model, stage, batch, cache, loss)
         assert after < before, (stage, before, after)
-    result = run_fusion_stage(model, splits["training"], cache, "cpu", epochs=100)
+    result = run_fusion_stage(
+        model, splits["training"], cache, "cpu", epochs=100, lr=1e-3, batch_size=4, weight_decay=1e-3
+    )
     assert result["fusion_ce_after"] < result["fusion_ce_before"]
     assert model.standardizer.std.min() > 0
 
 
-def test_stage_parameters_freeze_everything_else() -> None:
-    model = build_radvlsm("tiny", radiomics=False)
+def test_stage_parameters_freeze_everything_else(tiny_model) -> None:
+    model = tiny_model(radiomics=False)
     params = stage_parameters(model, "align")
     assert params and all(p.requires_grad for p in params)
     assert not any(p.requires_grad for p in model.mask_decoder.parameters())
@@ -57,10 +58,10 @@ def test_stage_parameters_freeze_everything_else() -> None:
     assert not any(p.requires_grad for p in model.aligner.parameters())
 
 
-def test_align_step_on_a_batch_of_one_image() -> None:
+def test_align_step_on_a_batch_of_one_image(tiny_model) -> None:
     """A last batch of one (N % batch_size == 1) has no InfoNCE negatives; the other terms still train."""
     torch.manual_seed(0)
-    model = build_radvlsm(variant="tiny", text_encoder="tiny", embed_dim=32)
+    model = tiny_model()
     size = model.image_size
     label = torch.zeros(1, 1, size, size)
     label[..., 10:30, 12:40] = 1
@@ -79,10 +80,12 @@ def test_cached_loader_gives_the_same_items(phantom_dir) -> None:
     assert torch.equal(torch.as_tensor(plain["label"]), torch.as_tensor(cached["label"]))
 
 
-def test_region_stage_learns_and_leaves_the_automatic_pipeline_alone(phantom_dir, tmp_path) -> None:
+def test_region_stage_learns_and_leaves_the_automatic_pipeline_alone(
+    tiny_model, stage_settings, phantom_dir, tmp_path
+) -> None:
     """Stage ``region`` lowers its loss and changes only the region path (automatic outputs stay identical)."""
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", radiomics=False)
+    model = tiny_model(radiomics=False)
     report = prepare_dataset(str(phantom_dir))
     splits = prepare_splits(report, "train", None, str(tmp_path), seed=0)
     loader = make_loader(splits["training"], "eval", batch_size=4, shuffle=True, image_size=model.image_size)
@@ -105,7 +108,7 @@ def test_region_stage_learns_and_leaves_the_automatic_pipeline_alone(phantom_dir
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("region_", "text_encoder"))}
     with torch.no_grad():
         auto_before = model(embeddings=emb).fused.diag_logits
-    build_stage_trainer("region", model, loader, 6, 3e-3, loss, cache, "cpu", seed=0).run()
+    build_stage_trainer("region", model, loader, 6, 3e-3, loss, cache, "cpu", stage_settings, seed=0).run()
     after, terms_after = region_loss()
     assert after < before, (terms_before, terms_after)
     assert model.region_prompt.to_features.weight.abs().sum() > 0
@@ -115,7 +118,7 @@ def test_region_stage_learns_and_leaves_the_automatic_pipeline_alone(phantom_dir
         torch.testing.assert_close(model(embeddings=emb).fused.diag_logits, auto_before)
 
 
-def test_region_stage_needs_a_region_path() -> None:
-    model = build_radvlsm("tiny", radiomics=False, region_prompt=False)
+def test_region_stage_needs_a_region_path(tiny_model, stage_settings) -> None:
+    model = tiny_model(radiomics=False, region_prompt=False)
     with pytest.raises(ValueError, match="nothing to train"):
-        build_stage_trainer("region", model, [], 1, 1e-3)
+        build_stage_trainer("region", model, [], 1, 1e-3, RadVLSMLoss(), None, "cpu", stage_settings)

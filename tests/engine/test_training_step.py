@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from radvlsm.config import build_network
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points
 from radvlsm.engine.training_step import TrainingStep, wrap_distributed
 from radvlsm.engine.workflow import stage_parameters
-from radvlsm.models.build import build_radvlsm
 
 TEXTS = ["oval circumscribed hypoechoic mass", "irregular spiculated mass with posterior shadowing"]
+
+TINY_NETWORK = {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}  # as tests/conftest.py
 
 
 def synthetic_batch(seed: int, model) -> dict:
@@ -39,9 +41,9 @@ def synthetic_batch(seed: int, model) -> dict:
 
 
 @pytest.mark.parametrize("stage", ["align", "segment"])
-def test_training_step_computes_the_stage_loss(stage: str) -> None:
+def test_training_step_computes_the_stage_loss(tiny_model, stage: str) -> None:
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", radiomics=False, n_ctx=2).eval()
+    model = tiny_model(radiomics=False, n_ctx=2).eval()
     loss = RadVLSMLoss()
     b = synthetic_batch(1, model)
     with torch.no_grad():
@@ -58,8 +60,8 @@ def test_training_step_computes_the_stage_loss(stage: str) -> None:
     assert terms.keys() == expected_terms.keys()
 
 
-def test_training_step_rejects_unknown_stages_and_missing_inputs() -> None:
-    model = build_radvlsm("tiny", radiomics=False)
+def test_training_step_rejects_unknown_stages_and_missing_inputs(tiny_model) -> None:
+    model = tiny_model(radiomics=False)
     with pytest.raises(ValueError, match="unknown training stage"):
         TrainingStep(model, RadVLSMLoss(), "fusion")
     b = synthetic_batch(0, model)
@@ -74,7 +76,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-        model = build_radvlsm("tiny", radiomics=False)
+        model = build_network(**TINY_NETWORK, radiomics=False)  # a spawned process sees no fixtures
         params = stage_parameters(model, "segment")
         ddp = wrap_distributed(TrainingStep(model, RadVLSMLoss(), "segment"), "cpu")
         initial = torch.cat([p.detach().flatten() for p in params])

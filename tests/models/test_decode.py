@@ -7,7 +7,6 @@ import torch
 
 import radvlsm.models.decode as decode
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import build_radvlsm
 from radvlsm.models.decode import decode_candidates, decode_prompts
 from radvlsm.models.sam import build_mask_decoder
 
@@ -107,9 +106,9 @@ def test_one_prompt_per_image_matches(tiny_decoder, prompt) -> None:
     _close(out, ref)
 
 
-def test_model_forward_uses_the_same_masks_as_the_per_candidate_path() -> None:
+def test_model_forward_uses_the_same_masks_as_the_per_candidate_path(tiny_model) -> None:
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", radiomics=False).eval()
+    model = tiny_model(radiomics=False).eval()
     images = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         out = model(images, content_size=(50, 64))

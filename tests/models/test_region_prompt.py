@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import build_radvlsm
 from radvlsm.models.region_prompt import RegionContextFusion, RegionPromptEncoder, RegionRasterizer, pool_region
+from radvlsm.predictor import RadVLSMPredictor
 
 S = 64
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_model):
     torch.manual_seed(0)
-    return build_radvlsm("tiny", radiomics=False).eval()
+    return tiny_model(radiomics=False).eval()
 
 
 def disk_mask(cx: float, cy: float, r: float, size: int = S) -> torch.Tensor:
@@ -101,15 +101,15 @@ def test_untrained_model_recognises_a_region_as_plain_pooling(tiny) -> None:
     torch.testing.assert_close(auto_prompted.fused.diag_logits, auto_plain.fused.diag_logits, atol=1e-6, rtol=0)
 
 
-def test_weights_saved_without_the_region_path_still_load(tiny, tmp_path) -> None:
-    from radvlsm.models.build import load_trained_weights, trained_state_dict
+def test_weights_saved_without_the_region_path_still_load(tiny_model, tiny, tmp_path) -> None:
+    from radvlsm.models.weights import load_trained_weights, trained_state_dict
 
     state = {
         k: v for k, v in trained_state_dict(tiny).items() if not k.startswith(("region_prompt.", "region_context."))
     }
     torch.save(state, tmp_path / "old.pt")
     torch.manual_seed(5)
-    fresh = build_radvlsm("tiny", radiomics=False).eval()
+    fresh = tiny_model(radiomics=False).eval()
     load_trained_weights(fresh, tmp_path / "old.pt")
     embeddings = torch.randn(1, 32, 16, 16)
     region = fresh.region_map(boxes=torch.tensor([[10.0, 10.0, 40.0, 40.0]]))
@@ -137,12 +137,14 @@ def test_predict_region_returns_region_and_image_level_scores(tiny) -> None:
     image = (np.random.default_rng(0).random((90, 70)) * 255).astype(np.uint8)
     mask = np.zeros((90, 70), np.uint8)
     mask[30:50, 20:40] = 1
+    predictor = RadVLSMPredictor(tiny)
+    predictor.set_image(image)
     for kwargs, mode in (
         ({"box": [20, 30, 40, 50]}, "box"),
         ({"points": [[30, 40]]}, "points"),
         ({"mask": mask}, "mask"),
     ):
-        result = tiny.predict_region(image, **kwargs)
+        result = predictor.predict_region(**kwargs)
         assert result.prompt_mode == mode and 0 <= result.malignancy_probability <= 1
         assert abs(sum(result.zero_shot.values()) - 1) < 1e-5 and set(result.zero_shot) == {"benign", "malignant"}
         assert set(result.descriptors) >= {"shape", "margin", "orientation", "echo_pattern", "posterior_features"}
@@ -166,6 +168,7 @@ def test_predict_region_returns_region_and_image_level_scores(tiny) -> None:
     ],
 )
 def test_predict_region_rejects_bad_prompts(tiny, kwargs: dict, match: str) -> None:
-    image = np.zeros((90, 70), np.uint8)
+    predictor = RadVLSMPredictor(tiny)
+    predictor.set_image(np.zeros((90, 70), np.uint8))
     with pytest.raises(RadVLSMInputError, match=match):
-        tiny.predict_region(image, **kwargs)
+        predictor.predict_region(**kwargs)

@@ -118,7 +118,7 @@ def test_reliability_loss_trains_the_head() -> None:
     cues = torch.rand(8, 6, 4)
     target = cues.mean(-1)  # a learnable relation between cues and IoU
     valid = torch.ones(8, 6, dtype=torch.bool)
-    head = ReliabilityHead(hidden=16)
+    head = ReliabilityHead(n_cues=4, hidden=16)
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     losses = []
     for _ in range(60):

@@ -24,7 +24,7 @@ from lib.trainers.radvlsm import RadVLSMTrainTask
 from PIL import Image
 
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import trained_state_dict
+from radvlsm.models.weights import trained_state_dict
 
 
 def test_points_become_pixel_centres_and_bad_points_are_named() -> None:
@@ -152,12 +152,12 @@ def test_weights_are_reloaded_when_model_pt_appears_or_changes(tmp_path: Path) -
     model = BundleModel(options)
     untrained = model.get("cpu")
     assert model.get("cpu") is untrained and model.status("cpu")["trained"] is False
-    state = trained_state_dict(untrained)
+    state = trained_state_dict(untrained.model)
     state["diagnosis_head.net.0.bias"] = torch.full_like(state["diagnosis_head.net.0.bias"], 0.25)
     torch.save(state, options.weights_path)
     trained = model.get("cpu")
     assert trained is not untrained and model.status("cpu")["trained"] is True
-    assert torch.allclose(trained.diagnosis_head.net[0].bias, torch.tensor(0.25))
+    assert torch.allclose(trained.model.diagnosis_head.net[0].bias, torch.tensor(0.25))
     options.weights_path.write_bytes(b"corrupt")
     assert model.get("cpu") is trained and "still serving the previous weights" in model.status("cpu")["warning"]
 

@@ -1,7 +1,7 @@
-"""Shared infer task: read the image, run :meth:`RadVLSM.predict` with the task's prompts, write the mask.
+"""Shared infer task: read the image, run :meth:`RadVLSMPredictor.predict` with the task's prompts, write the mask.
 
 Each request goes through MONAI Label's :class:`BasicInferTask` pipeline (pre-transforms, inferer,
-writer). The network comes from the app's :class:`lib.bundle_model.BundleModel` (one per device,
+writer). The predictor comes from the app's :class:`lib.bundle_model.BundleModel` (one per device,
 reloaded when ``model.pt`` changes); its embedding cache makes repeated prompts on one image cheap. The
 label is written with the image's file geometry (PNG for PNG/JPEG images, NIfTI for DICOM/NIfTI ones);
 the result JSON carries the task's findings, the image size, whether the embedding was cached and the
@@ -23,8 +23,8 @@ from lib.bundle_model import BundleModel
 from lib.http_errors import client_errors
 from lib.images import LoadedImage, label_extension, load_image_2d
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.result import RadVLSMResult
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +108,14 @@ class RadVLSMInferTask(BasicInferTask):
 
     @abstractmethod
     def prompts(self, data: dict[str, Any], image: LoadedImage) -> dict[str, Any]:
-        """``RadVLSM.predict`` keyword arguments (``points``, ``point_labels``, ``box``, ``mask``) from the request."""
+        """``RadVLSMPredictor.predict`` keyword arguments (``points``, ``point_labels``, ``box``, ``mask``)."""
 
     @abstractmethod
     def findings(self, result: RadVLSMResult, prompts: dict[str, Any]) -> dict[str, Any]:
         """The task's part of the result JSON."""
 
-    def recognize(self, network: RadVLSM, image: LoadedImage, prompts: dict[str, Any]) -> dict[str, Any]:
-        """Further findings from the same network and prompts, merged over :meth:`findings` (none here)."""
+    def recognize(self, predictor: RadVLSMPredictor, prompts: dict[str, Any]) -> dict[str, Any]:
+        """Further findings from the same predictor (image set) and prompts, merged over :meth:`findings`."""
         return {}
 
     def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[Any, dict]:
@@ -128,11 +128,12 @@ class RadVLSMInferTask(BasicInferTask):
         image: LoadedImage = data["image"]
         prompts = self.prompts(data, image)
         with self.model.lock:
-            network = self.model.get(device)
-            hits = network.embedding_cache.hits
-            result = network.predict(image.gray, **prompts)
-            cached = network.embedding_cache.hits > hits
-            extra = self.recognize(network, image, prompts)
+            predictor = self.model.get(device)
+            hits = predictor.embedding_cache.hits
+            predictor.set_image(image.gray)
+            cached = predictor.embedding_cache.hits > hits
+            result = predictor.predict(**prompts)
+            extra = self.recognize(predictor, prompts)
             served = self.model.status(device)
         data["pred"] = image.to_file_geometry(result.mask)
         data["pred_meta_dict"] = {"affine": image.affine}

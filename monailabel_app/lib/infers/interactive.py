@@ -16,7 +16,7 @@ from radvlsm.models.result import RadVLSMResult
 class RadVLSMInteractive(RadVLSMInferTask):
     """Prompted segmentation (type ``deepgrow``, so clients' point and ROI tools drive it).
 
-    The image embedding is cached per image by the network, so after the first click on an image each
+    The image embedding is cached per image by the predictor, so after the first click on an image each
     further click only runs the prompt encoder and mask decoder.
     """
 

@@ -2,7 +2,7 @@
 
 The region (an uploaded ``label`` mask, a ``roi`` box and/or ``foreground``/``background`` clicks) is
 segmented by the prompted model (the returned label, with radiomics of that mask) and recognised through
-the feature-level region prompt (:meth:`radvlsm.models.radvlsm.RadVLSM.predict_region`): the region's
+the feature-level region prompt (:meth:`radvlsm.predictor.RadVLSMPredictor.predict_region`): the region's
 malignancy probability, zero-shot class and BI-RADS descriptor scores, and the whole image's zero-shot scores
 beside them (global context).
 """
@@ -18,8 +18,8 @@ from lib.images import LoadedImage, load_image_2d
 from lib.infers.base import RadVLSMInferTask
 from lib.prompts import parse_clicks, parse_roi
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.result import RadVLSMResult
+from radvlsm.predictor import RadVLSMPredictor
 
 METHOD = "feature-level-region-prompt"
 CLASSES = ("benign", "malignant")
@@ -73,9 +73,9 @@ class RadVLSMRegion(RadVLSMInferTask):
             },
         }
 
-    def recognize(self, network: RadVLSM, image: LoadedImage, prompts: dict[str, Any]) -> dict[str, Any]:
+    def recognize(self, predictor: RadVLSMPredictor, prompts: dict[str, Any]) -> dict[str, Any]:
         """Region-level recognition with the feature-level region prompt, and a classification ``prediction``."""
-        region = network.predict_region(image.gray, **prompts)
+        region = predictor.predict_region(**prompts)
         p = float(region.malignancy_probability)
         return {
             "method": METHOD,

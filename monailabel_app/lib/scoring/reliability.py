@@ -24,9 +24,8 @@ from monailabel.utils.others.generic import name_to_device
 
 from lib.bundle_model import BundleModel
 from lib.images import load_image_2d
-from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.radvlsm import RadVLSM, minmax_normalize
+from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +37,11 @@ LESION_PROBABILITY = 0.05
 
 
 @torch.inference_mode()
-def score_image(network: RadVLSM, gray: np.ndarray) -> dict[str, float]:
+def score_image(predictor: RadVLSMPredictor, gray: np.ndarray) -> dict[str, float]:
     """Reliability and uncertainty of the automatic prediction on one ``(H, W)`` image."""
-    geometry = LongestSideGeometry(tuple(gray.shape), network.image_size)
-    x = geometry.image_to_model(minmax_normalize(gray))[None].to(network.device)
-    embeddings = network.embedding_cache.get_or_compute(x, network.image_encoder)
-    out = network(embeddings=embeddings, content_size=geometry.resized_size)
+    predictor.set_image(gray)
+    geometry = predictor.geometry
+    out = predictor.model(embeddings=predictor.features, content_size=geometry.resized_size)
     valid = out.candidates.valid[0]
     reliability = torch.sigmoid(out.reliability_logits[0][valid])
     h, w = geometry.resized_size

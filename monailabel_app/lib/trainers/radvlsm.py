@@ -24,13 +24,28 @@ from monailabel.tasks.train.bundle import BundleTrainTask
 from lib.options import AppOptions
 from lib.trainers.datalist import labeled_items, split_items, write_training_files
 from radvlsm.atomic_files import atomic_copy
+from radvlsm.config import bundle_parser
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
 # keys MONAI Label's BundleTrainTask sets for its standard bundle layout; this bundle has its own
 STOCK_KEYS = ("train#trainer#max_epochs", "train#dataset#data", "train#handlers", "validate#dataset#data")
-DEFAULTS = {"max_epochs": 3, "epochs_align": 3, "epochs_fusion": 100, "val_split": 0.2}
+VAL_SPLIT = 0.2  # fraction of the labeled patients the app holds out for validation (a client option)
+
+
+def train_defaults(bundle_path: Path) -> dict[str, Any]:
+    """The stage epochs clients see and a request may change, read from the bundle's ``train.json``.
+
+    ``max_epochs`` is MONAI Label's name for the ``segment`` stage's epochs.
+    """
+    parser = bundle_parser(bundle_path, "train.json")
+    return {
+        "max_epochs": int(parser["epochs_segment"]),
+        "epochs_align": int(parser["epochs_align"]),
+        "epochs_fusion": int(parser["epochs_fusion"]),
+        "val_split": VAL_SPLIT,
+    }
 
 
 def publish(source: Path, target: Path) -> Path:
@@ -60,7 +75,7 @@ class RadVLSMTrainTask(BundleTrainTask):
     def config(self) -> dict[str, Any]:
         """Options shown by clients: the stock ones plus the bundle's stage epochs."""
         config = super().config()
-        config.update(DEFAULTS)  # max_epochs: the segment stage (epochs_segment overrides it when sent)
+        config.update(train_defaults(self.options.bundle_path))  # max_epochs: the segment stage
         config["model_filename"] = sorted(os.path.basename(p) for p in glob.glob(str(self.options.model_dir / "*.pt")))
         return config
 
@@ -88,7 +103,7 @@ class RadVLSMTrainTask(BundleTrainTask):
 
     def _partition_datalist(self, datalist: list[dict], request: dict[str, Any], shuffle: bool = False) -> tuple:
         """Patient-grouped, pathology-stratified training/validation split."""
-        return split_items(datalist, float(request.get("val_split", DEFAULTS["val_split"])))
+        return split_items(datalist, float(request.get("val_split", VAL_SPLIT)))
 
     def _load_checkpoint(self, model_pytorch: str, pretrained: bool, train_handlers: list) -> None:
         """Unused: the network is initialised from the served weights in :meth:`_update_overrides`."""
@@ -97,7 +112,8 @@ class RadVLSMTrainTask(BundleTrainTask):
         """Train, then publish the run's ``model.pt`` to the served weights."""
         self._request = dict(request)
         request.setdefault("device", self.options.device or "cuda")
-        request.setdefault("max_epochs", DEFAULTS["max_epochs"])
+        defaults = train_defaults(self.options.bundle_path)
+        request.setdefault("max_epochs", defaults["max_epochs"])
         request["run_id"] = request.get("run_id") or "run"
         started = time.time()
         super().__call__(request, datastore)
@@ -110,6 +126,7 @@ class RadVLSMTrainTask(BundleTrainTask):
     def _update_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Replace the stock overrides with this bundle's ids (in place, as BundleTrainTask expects)."""
         request = self._request
+        defaults = train_defaults(self.options.bundle_path)
         stock = {k: overrides.pop(k, None) for k in STOCK_KEYS}
         train, val = stock["train#dataset#data"] or [], stock["validate#dataset#data"] or []
         run_dir = self.options.work_dir / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -122,16 +139,16 @@ class RadVLSMTrainTask(BundleTrainTask):
                 "split_file": str(split),
                 "output_dir": str(run_dir),
                 "model_path": str(run_dir / "model.pt"),
-                "epochs_align": int(request.get("epochs_align", DEFAULTS["epochs_align"])),
+                "epochs_align": int(request.get("epochs_align", defaults["epochs_align"])),
                 "epochs_segment": int(request.get("epochs_segment", stock["train#trainer#max_epochs"] or 1)),
-                "epochs_fusion": int(request.get("epochs_fusion", DEFAULTS["epochs_fusion"])),
+                "epochs_fusion": int(request.get("epochs_fusion", defaults["epochs_fusion"])),
             }
         )
         name = request.get("model_filename") or "model.pt"
         weights = self.options.model_dir / str(name[0] if isinstance(name, list) and name else name or "model.pt")
         if str(request.get("pretrained", True)).lower() not in ("false", "0") and weights.is_file():
             overrides["network"] = (
-                f"$radvlsm.models.build.load_trained_weights(@network_def, {str(weights)!r}).to(@device)"
+                f"$radvlsm.models.weights.load_trained_weights(@network_def, {str(weights)!r}).to(@device)"
             )
             logger.info("fine-tuning from %s", weights)
         else:

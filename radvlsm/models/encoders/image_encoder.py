@@ -22,6 +22,7 @@ import torch.nn as nn
 from segment_anything.modeling.common import LayerNorm2d
 
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -84,29 +85,8 @@ def litemedsam_checkpoint_path() -> Path:
 
 
 def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a ``.pth`` file (``weights_only``), unwrapping ``{"model": ...}``/``{"state_dict": ...}``.
-
-    Args:
-        path: checkpoint file.
-
-    Returns:
-        The flat ``name -> tensor`` state dict with any ``module.`` (DataParallel) prefix removed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RadVLSMInputError("checkpoint file not found", str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip or weights_only errors all mean "not a usable state dict"
-        raise RadVLSMInputError(
-            f"cannot read as a PyTorch state dict ({type(err).__name__}: {err})", str(path)
-        ) from err
-    for key in ("model", "state_dict"):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RadVLSMInputError("does not hold a state dict of tensors", str(path))
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    """The flat state dict of a ``.pth`` checkpoint (see :func:`radvlsm.models.weights.read_state_dict`)."""
+    return read_state_dict(path)
 
 
 def load_module_state(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

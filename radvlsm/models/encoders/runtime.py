@@ -165,7 +165,7 @@ class EncoderRuntime:
     """Runs a frozen image encoder in the chosen runtime: ``__call__(images (B,1,S,S)) -> (B,C,S/4,S/4)``.
 
     It is not an ``nn.Module`` (the model's state dict keeps only the torch encoder's weights); it has the
-    ``eval``/``train``/``training`` members :class:`radvlsm.engine.embedding_cache.EmbeddingCache` calls. The
+    ``eval``/``train``/``training`` members :class:`radvlsm.embedding_cache.EmbeddingCache` calls. The
     session is built at first use and rebuilt when the encoder's weights change (new hash, new file).
 
     Args:
@@ -291,7 +291,16 @@ def build_encoder_runtime(
     threads: int | None = None,
     precision: str = "f32",
 ) -> EncoderRuntime | None:
-    """An :class:`EncoderRuntime`, or ``None`` for plain eager torch (nothing to wrap)."""
+    """An :class:`EncoderRuntime` (the bundle's ``image_encoder_runtime``), or ``None`` for plain eager torch.
+
+    Args:
+        encoder: the frozen image encoder.
+        runtime: one of :data:`RUNTIMES`.
+        cache_dir: folder of exported files; empty or None: :func:`default_cache_dir`.
+        threads: runtime threads (None: ``torch.get_num_threads()``).
+        precision: ``f32`` or ``bf16`` (OpenVINO).
+    """
+    cache_dir = cache_dir or None
     if runtime == "torch" and precision == "f32":
         return None
     return EncoderRuntime(encoder, runtime=runtime, cache_dir=cache_dir, threads=threads, precision=precision)

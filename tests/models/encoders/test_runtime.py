@@ -10,9 +10,9 @@ import torch
 
 import radvlsm.models.encoders.runtime as rt
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.build import build_radvlsm
 from radvlsm.models.encoders.image_encoder import build_image_encoder
-from radvlsm.models.encoders.runtime import EncoderRuntime, export_encoder_onnx, onnx_path
+from radvlsm.models.encoders.runtime import EncoderRuntime, build_encoder_runtime, export_encoder_onnx, onnx_path
+from radvlsm.predictor import RadVLSMPredictor
 
 EXPORTED = [r for r in rt.available_runtimes() if r != "torch"]  # in auto's order of preference
 
@@ -93,22 +93,42 @@ def test_bad_settings_are_clear_errors(encoder) -> None:
 
 
 @pytest.mark.parametrize("runtime", EXPORTED)
-def test_automatic_mask_and_probability_match_on_phantom_images(runtime, phantom_dir, tmp_path) -> None:
+def test_automatic_mask_and_probability_match_on_phantom_images(runtime, phantom_dir, tmp_path, tiny_model) -> None:
     from PIL import Image
 
     torch.manual_seed(0)
-    model = build_radvlsm("tiny", radiomics=True).eval()
-    state = model.state_dict()
-    torch.manual_seed(0)
-    exported = build_radvlsm("tiny", radiomics=True, encoder_runtime=runtime, encoder_cache_dir=str(tmp_path)).eval()
-    exported.load_state_dict(state)
+    model = tiny_model(radiomics=True).eval()
+    eager = RadVLSMPredictor(model)
+    exported = RadVLSMPredictor(model, None, build_encoder_runtime(model.image_encoder, runtime, tmp_path))
     for path in sorted((phantom_dir / "Images").glob("*.png"))[:6]:
         image = np.asarray(Image.open(path))
-        ref, out = model.predict(image), exported.predict(image)
+        eager.set_image(image)
+        exported.set_image(image)
+        ref, out = eager.predict(), exported.predict()
         assert exported.encoder_runtime.backend == runtime
+        assert float((exported.features - eager.features).abs().max()) < 1e-3, path.name
         assert np.abs(out.probability - ref.probability).max() < 1e-3, path.name
         assert (out.mask != ref.mask).mean() < 1e-3, path.name
         assert abs(out.malignancy_probability - ref.malignancy_probability) < 1e-3, path.name
+
+
+def test_bundle_predictor_takes_the_runtime_from_inference_json(tmp_path) -> None:
+    from radvlsm.config import bundle_parser
+
+    parser = bundle_parser(
+        overrides={
+            "network_def#variant": "tiny",
+            "network_def#text_encoder": "tiny",
+            "network_def#embed_dim": 32,
+            "network": "$@network_def.eval()",
+            "encoder_export_dir": str(tmp_path),
+        }
+    )
+    assert parser["encoder_runtime"] == "auto"
+    predictor = parser.get_parsed_content("predictor")
+    assert isinstance(predictor.encoder_runtime, EncoderRuntime) and predictor.encoder_runtime.requested == "auto"
+    predictor.set_image(np.random.default_rng(0).random((50, 70)))
+    assert predictor.encoder_runtime.backend == (EXPORTED[0] if EXPORTED else "torch")
 
 
 @pytest.mark.slow
@@ -117,7 +137,7 @@ def test_litemedsam_encoder_exports_within_1e_3(phantom_dir, tmp_path) -> None:
     from PIL import Image
 
     from radvlsm.data.geometry import LongestSideGeometry
-    from radvlsm.models.radvlsm import minmax_normalize
+    from radvlsm.data.transforms import minmax_normalize
 
     if not EXPORTED:
         pytest.skip("neither onnxruntime nor openvino is installed")

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from radvlsm.atomic_files import atomic_write
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.weights import read_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,23 @@ class EmbeddingCache:
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def for_encoder(
+        cls, encoder: torch.nn.Module, max_items: int, cache_dir: str | Path | None = None, name: str = "encoder"
+    ) -> EmbeddingCache:
+        """A cache whose namespace is a hash of ``encoder``'s weights: a tuned encoder never reuses stale files.
+
+        Args:
+            encoder: the image encoder whose outputs are cached.
+            max_items: embeddings kept in memory.
+            cache_dir: optional folder mirrored on disk (shared by processes and restarts).
+            name: readable prefix of the namespace.
+        """
+        digest = hashlib.sha1()
+        for tensor in encoder.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return cls(max_items=max_items, cache_dir=cache_dir or None, namespace=f"{name}:{digest.hexdigest()[:16]}")
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -81,9 +100,9 @@ class EmbeddingCache:
                 path = self.cache_dir / f"{key}.pt"
                 if path.is_file():
                     try:
-                        value = torch.load(path, map_location="cpu", weights_only=True)
+                        value = read_torch_file(path)
                         self._remember(key, value)
-                    except Exception:  # a damaged file is recomputed, not fatal
+                    except RadVLSMInputError:  # a damaged file is recomputed, not fatal
                         logger.warning("embedding cache file %s unreadable; recomputing", path)
                         value = None
             if value is not None:

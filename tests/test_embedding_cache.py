@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from radvlsm.engine.embedding_cache import EmbeddingCache
+from radvlsm.embedding_cache import EmbeddingCache
 
 
 class CountingEncoder(torch.nn.Module):
@@ -62,3 +62,26 @@ def test_embeddings_are_computed_in_eval_mode() -> None:
     encoder.eval()
     with torch.no_grad():
         torch.testing.assert_close(cached, encoder(images), atol=1e-2, rtol=1e-2)  # float16 storage
+
+
+def test_disk_cache_is_reused_and_keyed_by_encoder_weights(tiny_model, tmp_path) -> None:
+    first = tiny_model().eval()
+    cache = EmbeddingCache.for_encoder(first.image_encoder, max_items=4, cache_dir=tmp_path / "emb")
+    image = torch.rand(1, 1, first.image_size, first.image_size)
+    reference = cache.get_or_compute(image, first.image_encoder)
+    assert len(list((tmp_path / "emb").glob("*.pt"))) == 1
+
+    torch.manual_seed(0)
+    again = tiny_model()
+    again.image_encoder.load_state_dict(first.image_encoder.state_dict())
+    again_cache = EmbeddingCache.for_encoder(again.eval().image_encoder, max_items=4, cache_dir=tmp_path / "emb")
+    assert torch.allclose(again_cache.get_or_compute(image, again.image_encoder), reference, atol=1e-2)
+    assert again_cache.hits == 1 and again_cache.misses == 0
+
+    tuned = tiny_model()
+    with torch.no_grad():
+        next(tuned.image_encoder.parameters()).add_(1.0)
+    tuned_cache = EmbeddingCache.for_encoder(tuned.eval().image_encoder, max_items=4, cache_dir=tmp_path / "emb")
+    tuned_cache.get_or_compute(image, tuned.image_encoder)
+    assert tuned_cache.misses == 1  # other encoder weights never read the first model's files
+    assert tuned_cache.namespace != cache.namespace

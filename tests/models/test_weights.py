@@ -1,0 +1,82 @@
+"""Shipping and loading weights (``radvlsm.models.weights``): small files, exact round trip, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.weights import load_trained_weights, read_state_dict, trained_state_dict
+
+
+def test_weights_round_trip_without_frozen_towers(tiny_model, tmp_path) -> None:
+    torch.manual_seed(0)
+    a = tiny_model(radiomics=False)
+    state = trained_state_dict(a)
+    assert not any(k.startswith(("text_encoder.", "image_encoder.")) for k in state)
+    torch.save(state, tmp_path / "model.pt")
+    torch.manual_seed(1)
+    b = load_trained_weights(tiny_model(radiomics=False), tmp_path / "model.pt")
+    for key, value in state.items():
+        torch.testing.assert_close(b.state_dict()[key], value)
+
+
+def test_corrupt_or_mismatched_weights_are_refused(tiny_model, tmp_path) -> None:
+    model = tiny_model(radiomics=False)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RadVLSMInputError, match="cannot read"):
+        load_trained_weights(model, tmp_path / "bad.pt")
+    torch.save({"something.else": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(RadVLSMInputError, match="do not fit"):
+        load_trained_weights(model, tmp_path / "other.pt")
+    with pytest.raises(RadVLSMInputError, match="not found"):
+        load_trained_weights(model, tmp_path / "missing.pt")
+
+
+def test_corrupt_nan_and_mismatched_weights_are_input_errors(tiny_model, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False)
+    state = trained_state_dict(model)
+    good = tmp_path / "good.pt"
+    torch.save(state, good)
+    data = good.read_bytes()
+    cases = {
+        "cannot read model weights": data[: len(data) // 2],
+        "does not hold a state dict": None,
+        "NaN": {**state, next(iter(state)): torch.full_like(next(iter(state.values())), float("nan"))},
+        "wrong shapes": trained_state_dict(tiny_model(radiomics=False, embed_dim=16)),
+    }
+    for words, content in cases.items():
+        path = tmp_path / "bad.pt"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content if content is not None else [1, 2, 3], path)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(RadVLSMInputError, match=words):
+            load_trained_weights(model, path)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), words  # untouched
+
+
+def test_saved_weights_keep_values_beyond_float16_range(tiny_model, tmp_path) -> None:
+    from radvlsm.engine.bundle import save_model
+
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=True)
+    model.standardizer.mean.fill_(1.0e6)  # radiomics features such as energy exceed 65504
+    model.standardizer.mean[0] = 3.0
+    path = save_model(model, str(tmp_path / "model.pt"))
+    saved = torch.load(path, weights_only=True)
+    assert saved["standardizer.mean"].dtype == torch.float32 and torch.isfinite(saved["standardizer.mean"]).all()
+    assert any(v.dtype == torch.float16 for v in saved.values())  # the rest is still compacted
+    other = tiny_model(radiomics=True)
+    load_trained_weights(other, path)
+    torch.testing.assert_close(other.standardizer.mean, model.standardizer.mean)
+
+
+def test_state_dicts_are_unwrapped_from_checkpoints(tmp_path) -> None:
+    tensor = torch.ones(2)
+    torch.save({"model": {"module.head.weight": tensor}}, tmp_path / "ckpt.pt")
+    assert list(read_state_dict(tmp_path / "ckpt.pt")) == ["head.weight"]
+    torch.save({"state_dict": {"a": tensor}, "epoch": 3}, tmp_path / "lightning.pt")
+    assert list(read_state_dict(tmp_path / "lightning.pt")) == ["a"]
