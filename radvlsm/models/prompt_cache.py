@@ -110,3 +110,24 @@ class InputCache:
                 self._items.popitem(last=False)
         self._items.move_to_end(key)
         return value
+
+
+class ValueCache:
+    """The last few values of a computation keyed by a string (e.g. a weights fingerprint and a prompt).
+
+    Args:
+        max_items: entries kept.
+    """
+
+    def __init__(self, max_items: int = 4) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, object] = OrderedDict()
+
+    def get_or_compute(self, key: str, compute: Callable[[], object]) -> object:
+        """The cached value for ``key``, or ``compute()``'s (then cached)."""
+        if key not in self._items:
+            self._items[key] = compute()
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        self._items.move_to_end(key)
+        return self._items[key]

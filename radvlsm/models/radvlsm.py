@@ -31,7 +31,7 @@ from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
 from radvlsm.models.decode import decode_candidates, decode_prompts
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
-from radvlsm.models.prompt_cache import CandidateCache, weights_fingerprint
+from radvlsm.models.prompt_cache import CandidateCache, ValueCache, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -165,6 +165,7 @@ class RadVLSM(nn.Module):
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
         self.candidate_cache = CandidateCache()  # click path: response-map candidates once per image
+        self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -194,6 +195,12 @@ class RadVLSM(nn.Module):
 
     def lesion_embedding(self) -> torch.Tensor:
         """``(E,)`` embedding of the class-agnostic lesion prompt (with CoOp context when configured)."""
+        if not torch.is_grad_enabled():  # inference: the text tower runs once per weights, not twice per image
+            salt = weights_fingerprint(self.text_encoder, self.prompt_learner, self.aligner)
+            return self.text_cache.get_or_compute(f"{salt}:{self.device}:{self.lesion_prompt}", self._lesion_embedding)
+        return self._lesion_embedding()
+
+    def _lesion_embedding(self) -> torch.Tensor:
         if self.prompt_learner is None:
             return self.text_embedding([self.lesion_prompt])[0]
         tokens, mask = self.text_encoder.token_embeddings([self.lesion_prompt])
