@@ -28,9 +28,10 @@ import torch
 
 from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
+from radvlsm.data.image_io import read_image_2d
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits
-from radvlsm.engine.evaluation import read_gray, truth_prompts
+from radvlsm.engine.evaluation import truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.models.weights import load_trained_weights
 from radvlsm.predictor import RadVLSMPredictor, validate_prompts
@@ -88,8 +89,8 @@ def run(
     probs_fused, probs_visual, labels = [], [], []
     started = time.perf_counter()
     for i, item in enumerate(items):
-        image = read_gray(item["image"])
-        truth = read_gray(item["label"]) > 0
+        image = read_image_2d(item["image"])
+        truth = read_image_2d(item["label"]) > 0
         predictor.set_image(image)
         geometry, x, emb = predictor.geometry, predictor.input_image, predictor.features
         out = model(embeddings=emb, content_size=geometry.resized_size)

@@ -37,7 +37,8 @@ from ablations import (  # this folder is on sys.path when run as a script
     trained_model,
 )
 
-from radvlsm.engine.evaluation import read_gray, truth_prompts
+from radvlsm.data.image_io import read_image_2d
+from radvlsm.engine.evaluation import truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics
 from radvlsm.predictor import validate_prompts
 
@@ -85,8 +86,8 @@ def run(
         probs.setdefault(name, []).append(value)
 
     for i, item in enumerate(items):
-        image = read_gray(item["image"])
-        truth = read_gray(item["label"]) > 0
+        image = read_image_2d(item["image"])
+        truth = read_image_2d(item["label"]) > 0
         box, click = truth_prompts(truth)
         if box is None:
             logger.warning("%s: empty truth mask, skipped", item["image"])

@@ -12,7 +12,7 @@ with the embedding cached (the first on the image also finds the response-map ca
 them). Medians after one warm-up image; every time is also given as a ratio to the reference's median.
 
 ``--server`` then starts ``monailabel start_server --app monailabel_app`` (the shipped weights, CPU,
-``--conf threads``, scoring at start-up off so each automatic request meets a new image) and times,
+``--conf torch_threads``, scoring at start-up off so each automatic request meets a new image) and times,
 per image and interleaved with the reference encoder in this process, the round trip of an automatic
 request and of two clicks (``radvlsm_interactive``), as a client sees them.
 """
@@ -207,7 +207,7 @@ def server_run(args: argparse.Namespace) -> dict:
             "model_dir": str(Path(args.weights).resolve().parent),
             "device": "cpu",
             "skip_trainers": "true",
-            "threads": str(args.threads),
+            "torch_threads": str(args.threads),
         }
         env = {"OMP_NUM_THREADS": str(args.threads), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
         started = time.perf_counter()

@@ -149,8 +149,8 @@ def train(frames_path: str, minutes: float, out: str, batch_size: int = 16, lr: 
 @torch.no_grad()
 def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
     """Dice, IoU and HD95 on the test split at each image's original size (as the bundle's evaluation)."""
+    from radvlsm.data.image_io import read_image_2d
     from radvlsm.data.transforms import ToModelFrame
-    from radvlsm.engine.evaluation import read_gray
     from radvlsm.engine.metrics import segmentation_metrics
     from radvlsm.models.weights import read_state_dict
 
@@ -160,8 +160,8 @@ def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
     net.eval()
     rows = []
     for i, item in enumerate(_splits(dataset_dir, split_file)["test"]):
-        image = read_gray(item["image"])
-        truth = read_gray(item["label"]) > 0
+        image = read_image_2d(item["image"])
+        truth = read_image_2d(item["label"]) > 0
         geometry = prepare.geometry(image)
         x = prepare(image)[None]
         prob = torch.sigmoid(net(x))[0, 0]

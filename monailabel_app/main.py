@@ -17,11 +17,12 @@ import sys
 from typing import Any
 
 import monailabel
+from lib import monailabel_fixes
 from lib.configs import CONFIGS
 from lib.datastores import dicomweb_datastore, local_datastore
-from lib.http_errors import client_errors, install_handlers, not_found
+from lib.monailabel_fixes.request_checks import check_infer_request
 from lib.options import AppOptions, selected_models
-from lib.safe_paths import check_name, check_request_file
+from lib.slicer_labels import is_segment_name
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -31,8 +32,6 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.others.generic import strtobool
-
-from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,8 @@ def background_task() -> bool:
 
 
 class RadVLSMApp(MONAILabelApp):
-    """The app: model configs from ``--conf models``, local or DICOMweb datastore, 4xx for bad requests.
+    """The app: model configs from ``--conf models``, local or DICOMweb datastore, 4xx for bad requests,
+    infer requests in worker threads behind a bounded queue (503 beyond it).
 
     Args:
         app_dir: this folder.
@@ -75,7 +75,11 @@ class RadVLSMApp(MONAILabelApp):
             description="Rad-VLSM lesion segmentation, interactive segmentation and diagnosis for 2D breast ultrasound",
             version=monailabel.__version__,
         )
-        install_handlers()
+        # 422 handlers; infer and scoring off the event loop with a bounded queue (see lib/monailabel_fixes)
+        options = self.options
+        self.infer_queue = monailabel_fixes.install(
+            options.infer_threads, options.infer_queue_size, options.infer_offload
+        )
 
     def init_datastore(self) -> Datastore:
         """A local image folder, or DICOMweb (e.g. Orthanc, series with ``Modality=US``) when ``--studies`` is a URL."""
@@ -114,41 +118,19 @@ class RadVLSMApp(MONAILabelApp):
         return methods
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """MONAI Label's infer, with 404 for an unknown model or image and 422 for unsafe names or paths.
-
-        An image (or region ``label``) given as a file path is accepted only when it is a file MONAI Label
-        stored from the request's upload or lies inside the studies folder or the session store; an image
-        ID must be a plain name.
+        """MONAI Label's infer, with 404 for an unknown model or image and 422 for unsafe names or paths
+        (:func:`lib.monailabel_fixes.request_checks.check_infer_request`; the studies folder and the session
+        store are the folders an image path may lie in).
 
         Raises:
             HTTPException: 404 naming the unknown model (and the available ones) or image; 422 for an image
                 ID or path that could reach outside the datastore.
         """
-        model = request.get("model")
-        if not isinstance(model, str) or model not in self._infers:
-            raise not_found(f"unknown model {model!r}; available: {', '.join(self._infers)}")
-        image, label = request.get("image"), request.get("label")
         folders = [] if self.studies.startswith(("http://", "https://")) else [self.studies]
         if self.sessions() is not None:  # images uploaded to a session (3D Slicer) live in the session store
             folders.append(self.sessions().store_path)
-        with client_errors("infer request"):
-            if not isinstance(image, str) or not image:
-                raise RadVLSMInputError(f"must be an image ID or an uploaded file, got {image!r}", "image")
-            if label is not None and not isinstance(label, str):
-                raise RadVLSMInputError(f"must be an uploaded file, got {type(label).__name__}", "label")
-            if label:
-                check_request_file(label, folders, "label")
-            if os.path.exists(image):
-                check_request_file(image, folders, "image")
-            else:
-                check_name(image, "image id")
-        if not os.path.exists(image):
-            store = datastore or self.datastore()
-            try:
-                uri = store.get_image_uri(image)
-            except Exception as exc:  # a remote datastore fails in its own ways for an unknown ID
-                logger.warning("datastore lookup of %s failed: %s", image, exc)
-                uri = ""
-            if not uri:
-                raise not_found(f"image {image!r} is not in the datastore at {self.studies}")
+        label = request.get("label")
+        if isinstance(label, str) and label and is_segment_name(label):  # 3D Slicer sends the segment's name
+            request = {**request, "label": None, "label_name": label}  # with clicks: a name, not a file
+        check_infer_request(request, list(self._infers), folders, datastore or self.datastore(), self.studies)
         return super().infer(request, datastore)

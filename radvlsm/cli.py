@@ -68,12 +68,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Segment and diagnose one image (automatic, or with --box / --point prompts)."""
     from PIL import Image
 
-    from radvlsm.engine.evaluation import read_gray
+    from radvlsm.data.image_io import read_image_2d
 
     predictor = _load_predictor(args)
     points = [list(map(float, p.split(","))) for p in args.point] if args.point else None
     box = list(map(float, args.box.split(","))) if args.box else None
-    predictor.set_image(read_gray(args.image))
+    predictor.set_image(read_image_2d(args.image))
     result = predictor.predict(points=points, box=box)
     out = Path(args.output or Path(args.image).with_suffix("").name + "_mask.png")
     Image.fromarray(result.mask * 255).save(out)

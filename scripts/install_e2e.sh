@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Optional: what the end-to-end OHIF/Orthanc test (tests/e2e) needs beyond scripts/install.sh.
 # Debian packages orthanc + orthanc-dicomweb (the PACS), chromium (the browser OHIF runs in) and
-# dicom3tools (dciodvfy, checks the converter's DICOM), and
-# the Python `playwright` driver (the `e2e` extra; its own browser download is never used).
+# dicom3tools (dciodvfy, checks the converter's DICOM), the Python `playwright` driver (the `e2e`
+# extra; its own browser download is never used), and OHIF 3.13: the prebuilt static site (`dist/`)
+# of the npm package @ohif/app, unpacked into build/ohif (ignored by git; served by
+# monailabel_app/lib/ohif_site.py with monailabel_app/ohif/app-config.js). Needs npm (Debian: npm).
 # Idempotent. When a piece cannot be installed the e2e test skips, naming the missing piece.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 status=0
 
 APT_PACKAGES=(orthanc orthanc-dicomweb chromium dicom3tools)
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)  # only to fetch the OHIF dist (below)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -35,6 +38,27 @@ if ((${#missing[@]})); then
         if ((created_policy)); then $SUDO rm -f "$policy"; fi
     else
         echo "install_e2e: no apt-get here; install ${missing[*]} yourself (the e2e test will skip)" >&2
+        status=1
+    fi
+fi
+
+OHIF_VERSION=3.13.2
+OHIF_DIR=build/ohif
+if [ "$(cat "$OHIF_DIR/.version" 2>/dev/null)" != "$OHIF_VERSION" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "install_e2e: OHIF $OHIF_VERSION (npm @ohif/app dist) into $OHIF_DIR"
+        tmp=$(mktemp -d)
+        if (cd "$tmp" && npm pack --silent "@ohif/app@$OHIF_VERSION" >/dev/null && tar xzf ohif-app-*.tgz package/dist) \
+            && [ -f "$tmp/package/dist/index.html" ]; then
+            rm -rf "$OHIF_DIR" && mkdir -p "$(dirname "$OHIF_DIR")" && mv "$tmp/package/dist" "$OHIF_DIR"
+            echo "$OHIF_VERSION" > "$OHIF_DIR/.version"
+        else
+            echo "install_e2e: npm pack @ohif/app@$OHIF_VERSION failed (the OHIF round test will skip)" >&2
+            status=1
+        fi
+        rm -rf "$tmp"
+    else
+        echo "install_e2e: no npm here; install it (Debian: npm) for OHIF 3.13 (the OHIF round test will skip)" >&2
         status=1
     fi
 fi

@@ -31,7 +31,7 @@ def test_bad_input_is_one_clear_line(tmp_path, caplog) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     assert main(["predict", str(bad), *TINY, "--weights", str(tmp_path / "none.pt")]) == 2
-    assert "broken.png" in caplog.text and "cannot read image" in caplog.text
+    assert "broken.png: not a readable image" in caplog.text
 
 
 def test_corrupt_weights_are_refused_with_one_clear_line(phantom_dir, tmp_path, caplog) -> None:

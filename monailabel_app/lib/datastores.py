@@ -10,23 +10,26 @@ from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.datastore.local import LocalDatastore
 
-from lib.atomic_datastore import AtomicLocalDatastore
 from lib.dicomweb import UltrasoundDICOMwebDatastore
+from lib.preannotation import PreannotationDatastore
+from lib.slicer_labels import SlicerLabelsDatastore
+from radvlsm.data.image_io import STUDY_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-IMAGE_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii", "*.nii.gz")
+IMAGE_PATTERNS = tuple(f"*{suffix}" for suffix in STUDY_SUFFIXES)
 
 
 def local_datastore(studies: str) -> LocalDatastore:
     """A folder of PNG/JPEG/DICOM/NIfTI 2D images (labels under ``labels/``): MONAI Label's local datastore
-    with checked names and uploads and crash-safe writes (:class:`lib.atomic_datastore.AtomicLocalDatastore`).
+    with checked names and uploads and crash-safe writes
+    (:class:`lib.monailabel_fixes.atomic_datastore.AtomicLocalDatastore`).
 
     Args:
         studies: the folder.
     """
     logger.info("local datastore %s (%s)", studies, ", ".join(IMAGE_PATTERNS))
-    return AtomicLocalDatastore(
+    return SlicerLabelsDatastore(  # AtomicLocalDatastore that also takes 3D Slicer's .seg.nrrd labels
         studies,
         extensions=IMAGE_PATTERNS,
         auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
@@ -62,7 +65,7 @@ def dicomweb_datastore(
     )
     logger.info("DICOMweb datastore %s with search filter %s", url, search_filter)
     cache = cache_path or (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
-    return UltrasoundDICOMwebDatastore(
+    return PreannotationDatastore(  # PACS SEGs as labels, pre-annotations ignored (lib.preannotation)
         client=client,
         search_filter=dict(search_filter),
         cache_path=cache,

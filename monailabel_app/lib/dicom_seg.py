@@ -106,17 +106,25 @@ def geometry_source(image: Dataset) -> Dataset:
 
 
 def label_to_seg(
-    image: Dataset, label: np.ndarray, names: Mapping[int, str] | None = None, series_description: str = "Rad-VLSM"
+    image: Dataset,
+    label: np.ndarray,
+    names: Mapping[int, str] | None = None,
+    series_description: str = "Rad-VLSM",
+    content_label: str = "SEGMENTATION",
+    descriptions: Mapping[int, str] | None = None,
 ) -> hd.seg.Segmentation:
     """A BINARY SEG of ``label`` (``(rows, columns)``, values = segment numbers) over ``image``.
 
-    Its UIDs derive from the image and the label content, so saving the same label twice gives the same SEG.
+    Its UIDs derive from the image, the label content and ``content_label``, so saving the same label
+    twice gives the same SEG (and a pre-annotation of the same pixels another one).
 
     Args:
         image: the source US image.
         label: label values; 0 is background.
         names: segment names by value (default ``lesion`` for 1, ``label <n>`` otherwise).
-        series_description: the SEG series description.
+        series_description: the SEG series description (at most 64 characters are kept).
+        content_label: the SEG's ``ContentLabel`` (a DICOM CS: upper case, digits, ``_``).
+        descriptions: free-text segment descriptions by value (``SegmentDescription``, 64 characters).
 
     Raises:
         RadVLSMInputError: an empty label (a SEG needs at least one segment).
@@ -127,12 +135,18 @@ def label_to_seg(
     names = dict(names or {1: "lesion"})
     masks = np.stack([label == v for v in values], axis=-1)[None]  # (1 frame, rows, columns, segments)
     source = geometry_source(image)
-    digest = hd.UID(stable_uid("seg", str(image.SOPInstanceUID), hashlib.sha256(label.tobytes()).hexdigest()))
+    content = hashlib.sha256(label.tobytes()).hexdigest()
+    salt = () if content_label == "SEGMENTATION" else (content_label,)
+    digest = hd.UID(stable_uid("seg", str(image.SOPInstanceUID), content, *salt))
+    segments = [_segment(i + 1, names.get(v, f"label {v}")) for i, v in enumerate(values)]
+    for segment, v in zip(segments, values, strict=True):
+        if descriptions and descriptions.get(v):
+            segment.SegmentDescription = str(descriptions[v])[:64]
     return hd.seg.Segmentation(
         source_images=[source],
         pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_segment(i + 1, names.get(v, f"label {v}")) for i, v in enumerate(values)],
+        segment_descriptions=segments,
         series_instance_uid=hd.UID(stable_uid("seg-series", str(image.SeriesInstanceUID), str(digest))),
         series_number=SERIES_NUMBER,
         sop_instance_uid=digest,
@@ -141,7 +155,8 @@ def label_to_seg(
         manufacturer_model_name="radvlsm",
         software_versions="1",
         device_serial_number="0",
-        series_description=series_description,
+        series_description=series_description[:64],
+        content_label=content_label,
         pixel_measures=pixel_measures(source),
     )
 
@@ -163,3 +178,29 @@ def write_seg(series_dir: str | Path, label_file: str | Path, out_file: str | Pa
     seg.save_as(str(out_file))
     logger.info("DICOM SEG %s over %s", seg.SOPInstanceUID, image.SOPInstanceUID)
     return Path(out_file)
+
+
+def seg_label(seg: Dataset) -> tuple[np.ndarray, dict[int, str]]:
+    """The ``(rows, columns)`` label of a single-image SEG and its segment labels by number.
+
+    Reads both SEG kinds viewers write: BINARY/FRACTIONAL (one frame per segment, as highdicom and
+    MONAI Label write) and LABELMAP (one frame of segment numbers, as OHIF 3.13 stores a corrected
+    segmentation).
+
+    Raises:
+        RadVLSMInputError: a label-map SEG of several frames (a SEG over several images).
+    """
+    names = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in seg.get("SegmentSequence", [])}
+    pixels = np.asarray(seg.pixel_array)
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    if str(seg.get("SegmentationType", "")).upper() == "LABELMAP":
+        if pixels.shape[0] != 1:
+            raise RadVLSMInputError(f"{pixels.shape[0]} label-map frames: a 2D image has one", "seg")
+        return pixels[0].astype(np.uint16), names
+    label = np.zeros(pixels.shape[1:], dtype=np.uint16)
+    frames = seg.get("PerFrameFunctionalGroupsSequence", [])
+    for i, frame in enumerate(pixels):
+        number = int(frames[i].SegmentIdentificationSequence[0].ReferencedSegmentNumber) if frames else i + 1
+        label[frame > 0] = number  # overlapping segments: the later one wins
+    return label, names

@@ -14,13 +14,16 @@ import pathlib
 import tempfile
 from typing import Any
 
+from filelock import FileLock
 from monailabel.datastore.dicom import DICOMWebDatastore
-from monailabel.datastore.local import LocalDatastore
 from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.dicom_seg import write_seg
+from lib.monailabel_fixes.atomic_datastore import store_label, write_datastore_file
+from lib.monailabel_fixes.http_errors import client_errors
+from lib.monailabel_fixes.safe_paths import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,13 @@ class UltrasoundDICOMwebDatastore(DICOMWebDatastore):
             label_tag: ``final`` goes to the PACS; other tags stay local.
             label_info: label info (MONAI Label's ``label_info`` list names the segments).
             label_id: unused (MONAI Label's signature).
+
+        Raises:
+            HTTPException: 422 for an image ID or label tag that is not a plain name; 404 for an unknown image.
         """
+        with client_errors("datastore label upload"):
+            check_name(image_id, "image id")
+            check_name(label_tag, "label tag")
         image_uri = self.get_image_uri(image_id)
         converted = ""
         if "".join(pathlib.Path(label_filename).suffixes) == ".bin":
@@ -62,7 +71,15 @@ class UltrasoundDICOMwebDatastore(DICOMWebDatastore):
                     }
                 )
                 logger.info("label of %s stored as DICOM SEG series %s", image_id, seg_series)
-            return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+            return store_label(self, image_id, label_filename, label_tag, label_info, reload=False)
         finally:
             if converted:
                 os.unlink(converted)
+
+    def _update_datastore_file(self, lock: bool = True) -> None:
+        """Write the local ``datastore_v2.json`` atomically (MONAI Label writes it in place)."""
+        if lock:
+            with FileLock(self._lock_file):
+                write_datastore_file(self)
+        else:
+            write_datastore_file(self)

@@ -11,10 +11,17 @@ Keys (all optional):
   on a synthetic image, so the exported encoder is built and compiled then); ``false`` at the first request.
 - ``embedding_cache_dir``: image embeddings on disk, shared by the server and its scoring/training subprocesses
   (default ``<work_dir>/embeddings``; ``none`` keeps them in memory only).
-- ``threads``: torch and encoder-runtime threads (default: ``OMP_NUM_THREADS``, else torch's default).
+- ``torch_threads``: intra-op threads of torch and the encoder runtime (default: ``OMP_NUM_THREADS``, else
+  torch's default); with ``infer_threads`` requests at once, ``torch_threads x infer_threads`` should not exceed
+  the cores given.
 - ``network_def#<arg>``: any bundle ``network_def`` argument, e.g. ``network_def#variant tiny``
   (values are parsed as JSON when they can be: ``32`` is a number, ``true`` a boolean).
 - ``dicomweb_search_filter``: JSON QIDO filter for a DICOMweb datastore (default ``{"Modality": "US"}``).
+- ``infer_threads``: worker threads running infer requests off the event loop (default
+  :data:`DEFAULT_INFER_THREADS`).
+- ``infer_queue_size``: admitted infer requests that may wait for a thread; more are answered 503 with
+  ``Retry-After`` (default :data:`DEFAULT_INFER_QUEUE_SIZE`).
+- ``infer_offload``: ``false`` keeps MONAI Label's own infer and scoring routes (blocking; for comparison).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ logger = logging.getLogger(__name__)
 MODEL_NAMES = ("radvlsm",)
 BUNDLE_NAME = "radvlsm_breast_us"
 TRUE_WORDS = ("1", "true", "yes", "on")
+DEFAULT_INFER_THREADS = 2
+DEFAULT_INFER_QUEUE_SIZE = 32
 
 
 def parse_value(text: str) -> Any:
@@ -69,9 +78,13 @@ class AppOptions:
         device: requested device, or None for automatic.
         preload: build and warm the network at start-up.
         embedding_cache_dir: folder of cached image embeddings (None: memory only).
-        threads: intra-op threads for torch and the encoder runtime (None: as the environment gives).
+        torch_threads: intra-op threads of torch and the encoder runtime per request (None: as the environment
+            gives).
         network_overrides: bundle ids (``network_def#...``) and values applied to every config.
         search_filter: DICOMweb QIDO search filter.
+        infer_threads: infer worker threads.
+        infer_queue_size: infer requests that may wait for a thread.
+        infer_offload: replace MONAI Label's blocking infer and scoring routes.
     """
 
     app_dir: Path
@@ -80,10 +93,13 @@ class AppOptions:
     work_dir: Path
     device: str | None = None
     preload: bool = True
-    threads: int | None = None
+    torch_threads: int | None = None
     embedding_cache_dir: Path | None = None
     network_overrides: dict[str, Any] = field(default_factory=dict)
     search_filter: dict[str, Any] = field(default_factory=lambda: {"Modality": "US"})
+    infer_threads: int = DEFAULT_INFER_THREADS
+    infer_queue_size: int = DEFAULT_INFER_QUEUE_SIZE
+    infer_offload: bool = True
 
     @property
     def weights_path(self) -> Path:
@@ -99,7 +115,8 @@ class AppOptions:
             conf: MONAI Label's ``--conf`` pairs.
 
         Raises:
-            RadVLSMInputError: the bundle folder has no ``configs/inference.json``, or a bad filter.
+            RadVLSMInputError: the bundle folder has no ``configs/inference.json``, a bad filter, or a thread
+                or queue count that is not a whole number (at least 1 thread, 0 queued).
         """
         app = Path(app_dir).resolve()
         bundle = Path(conf.get("bundle") or app.parent / "bundles" / BUNDLE_NAME).expanduser().resolve()
@@ -114,6 +131,8 @@ class AppOptions:
         device = str(conf.get("device") or "").strip() or None
         work_dir = Path(conf.get("work_dir") or app / "model" / "radvlsm").expanduser().resolve()
         cache = str(conf.get("embedding_cache_dir") or work_dir / "embeddings").strip()
+        infer_threads = _count(conf, "infer_threads", DEFAULT_INFER_THREADS, 1)
+        queue_size = _count(conf, "infer_queue_size", DEFAULT_INFER_QUEUE_SIZE, 0)
         return cls(
             app_dir=app,
             bundle_path=bundle,
@@ -122,7 +141,22 @@ class AppOptions:
             embedding_cache_dir=None if cache.lower() in ("", "none") else Path(cache).expanduser().resolve(),
             device=None if device in (None, "auto") else device,
             preload=str(conf.get("preload", "true")).lower() in TRUE_WORDS,
-            threads=int(conf["threads"]) if str(conf.get("threads") or "").strip() else None,
+            torch_threads=_count(conf, "torch_threads", 0, 0) or None,
             network_overrides=overrides,
             search_filter=search_filter,
+            infer_threads=infer_threads,
+            infer_queue_size=queue_size,
+            infer_offload=str(conf.get("infer_offload", "true")).lower() in TRUE_WORDS,
         )
+
+
+def _count(conf: dict[str, str], key: str, default: int, minimum: int) -> int:
+    """A whole-number ``--conf`` value of at least ``minimum``.
+
+    Raises:
+        RadVLSMInputError: not a whole number, or below ``minimum``.
+    """
+    value = parse_value(str(conf.get(key, default)))
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RadVLSMInputError(f"must be a whole number >= {minimum}, got {conf.get(key)!r}", key)
+    return value

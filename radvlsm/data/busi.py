@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from radvlsm.data.clinical_text import ClinicalLexicon
+from radvlsm.data.image_io import list_images
 from radvlsm.data.records import DIAGNOSIS, DatasetReport, collect_items
 from radvlsm.data.validation import finish_item, image_shape, read_mask
 from radvlsm.errors import DataValidationError, RadVLSMInputError
@@ -33,16 +34,13 @@ from radvlsm.errors import DataValidationError, RadVLSMInputError
 logger = logging.getLogger(__name__)
 
 BUSI_FOLDERS = ("benign", "malignant", "normal")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_RE = re.compile(r"^(?P<stem>.+)_mask(_\d+)?$")
 
 
 def _group_files(folder: Path) -> dict[str, tuple[Path | None, list[Path]]]:
     """``stem -> (image path or None, sorted mask paths)`` of one class folder."""
     groups: dict[str, tuple[Path | None, list[Path]]] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for path in list_images(folder):
         match = _MASK_RE.match(path.stem)
         stem = match.group("stem") if match else path.stem
         image, masks = groups.get(stem, (None, []))

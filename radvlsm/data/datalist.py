@@ -21,6 +21,7 @@ from monai.data import load_decathlon_datalist
 from radvlsm.data.busbra import CSV_NAME, parse_birads, read_busbra
 from radvlsm.data.busi import read_busi
 from radvlsm.data.clinical_text import ClinicalLexicon
+from radvlsm.data.image_io import image_stem
 from radvlsm.data.records import DIAGNOSIS, DatasetReport, collect_items
 from radvlsm.data.validation import finish_item, validate_item
 from radvlsm.errors import DataValidationError, RadVLSMInputError
@@ -30,19 +31,11 @@ logger = logging.getLogger(__name__)
 _STORED_KEYS = ("image", "label", "id", "case", "pathology", "diagnosis", "birads", "histology", "device", "text")
 
 
-def _image_stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".dcm", ".tif", ".tiff", ".bmp", ".nrrd", ".mha"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
 def _normalise(raw: Mapping[str, Any], lexicon: ClinicalLexicon, validate: bool) -> dict:
     image = raw.get("image")
     if not isinstance(image, str) or not image:
         raise DataValidationError("datalist entry has no 'image' path", str(raw))
-    image_id = str(raw.get("id") or _image_stem(image))
+    image_id = str(raw.get("id") or image_stem(image))
     pathology = raw.get("pathology")
     if pathology is None and raw.get("diagnosis") is not None:
         if raw["diagnosis"] not in (0, 1):

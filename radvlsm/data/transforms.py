@@ -399,12 +399,19 @@ class UltrasoundCompose(Compose):
             raise cause from None
 
 
-def _loader(keys: list[str]) -> LoadImaged:
-    """``LoadImaged`` choosing the reader by file suffix; PIL, pydicom and nibabel are tried before ITK."""
-    loader = LoadImaged(keys, image_only=True)
-    for reader in (PydicomReader(), NibabelReader(), PILReader(converter=pil_to_intensity)):
-        loader.register(reader)
-    return loader
+class LoadUltrasoundd(LoadImaged):
+    """``LoadImaged`` choosing the reader by file suffix; PIL (palette, 16-bit and CMYK images converted to
+    intensities), pydicom and nibabel are tried before ITK.
+
+    Args:
+        keys: keys holding file paths.
+        allow_missing_keys: skip absent keys (e.g. no label at inference).
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, image_only=True, allow_missing_keys=allow_missing_keys)
+        for reader in (PydicomReader(), NibabelReader(), PILReader(converter=pil_to_intensity)):
+            self.register(reader)
 
 
 def _augmentations(keys: list[str]) -> list[Transform]:
@@ -457,7 +464,7 @@ def get_transforms(
     if mode == "infer":
         steps.append(DeleteItemsd(["label"]))
     steps += [
-        _loader(keys),
+        LoadUltrasoundd(keys),
         EnsureChannelFirstd(keys),
         To2DGrayd(keys),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),

@@ -32,14 +32,13 @@ from pydicom.filereader import dcmread
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from radvlsm.data.busbra import CSV_NAME, read_csv_rows
+from radvlsm.data.image_io import DICOM_SOURCE_SUFFIXES, LOSSY_SUFFIXES, list_images, matching_suffix
 from radvlsm.dicom.uids import DEFAULT_NAMESPACE, stable_uid
 from radvlsm.dicom.validation import ULTRASOUND_IMAGE_STORAGE, us_problems
 from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
 SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
 NOMINAL_SPACING_MM = (1.0, 1.0)
 NOMINAL_SPACING_NOTE = "NOMINAL 1 MM, UNCALIBRATED"
@@ -169,7 +168,7 @@ def image_to_dataset(source: SourceImage, options: ConversionOptions, series_num
     ds.ImageType = ["DERIVED", "PRIMARY"]
     if source.laterality:
         ds.ImageLaterality = source.laterality
-    if source.path.suffix.lower() in LOSSY_SUFFIXES:
+    if matching_suffix(source.path, LOSSY_SUFFIXES):
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
     else:
@@ -242,9 +241,8 @@ def collect_sources(inputs: Sequence[str | Path], patient_id: str | None = None)
                 found = [SourceImage(s.path, s.image_id, patient_id, s.laterality, s.model_name) for s in found]
             sources += found
         elif item.is_dir():
-            files = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            sources += folder_sources(files, patient_id)
-        elif item.suffix.lower() in IMAGE_SUFFIXES:
+            sources += folder_sources(list_images(item, DICOM_SOURCE_SUFFIXES), patient_id)
+        elif matching_suffix(item, DICOM_SOURCE_SUFFIXES):
             sources += folder_sources([item], patient_id)
         else:
             raise RadVLSMInputError(f"not a PNG/JPEG image (suffix {item.suffix!r})", str(item))

@@ -19,7 +19,7 @@ from radvlsm.data.splits import all_split, read_split, split_by_case, write_spli
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.checkpoints import attach_stage_checkpoints
 from radvlsm.engine.distributed import barrier, is_main_process
-from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, make_loader
+from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.weights import load_trained_weights, read_torch_file, trained_state_dict
 
@@ -106,27 +106,26 @@ def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True
 
 def run_fusion_stage(
     model,
-    items: list[dict],
+    loader,
     cache: EmbeddingCache | None,
     device,
     epochs: int,
     lr: float,
-    batch_size: int,
     weight_decay: float,
     seed: int = 0,
 ) -> dict[str, float]:
     """Stage 4: radiomics of predicted training masks, standardiser fit, fusion head training.
 
     Args:
-        model: the network; items: training items; cache: embedding cache; device: where it runs.
+        model: the network.
+        loader: the training images, unshuffled (the bundle's ``fusion_loader``).
+        cache: embedding cache; device: where it runs.
         epochs, lr, weight_decay: the fusion head's full-batch AdamW steps (``train.json``).
-        batch_size: images per batch while collecting the predicted masks' radiomics.
         seed: seeds the head's dropout.
     """
     if model.fusion is None:
         logger.info("radiomics fusion is off; skipping the fusion stage")
         return {}
-    loader = make_loader(items, "eval", batch_size=batch_size, image_size=model.image_size)
     inputs = collect_fusion_inputs(model, loader, cache, device)
     return fit_fusion(model, inputs, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed)
 

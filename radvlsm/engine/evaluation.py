@@ -16,24 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
+from radvlsm.data.image_io import read_image_2d
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
 from radvlsm.engine.overlay import save_overlay
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
-
-
-def read_gray(path: str) -> np.ndarray:
-    """Read a 2D image file as ``(H, W)`` float32 (colour converted to luminance)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("F"), dtype=np.float32)
-    except Exception as exc:
-        raise RadVLSMInputError(f"cannot read image ({type(exc).__name__}: {exc})", path) from exc
 
 
 def truth_prompts(mask: np.ndarray) -> tuple[list[float] | None, list[list[float]] | None]:
@@ -80,8 +71,8 @@ def evaluate(
     rows: list[dict] = []
     started = time.perf_counter()
     for i, item in enumerate(items):
-        image = read_gray(item["image"])
-        truth = read_gray(item["label"]) > 0
+        image = read_image_2d(item["image"])
+        truth = read_image_2d(item["label"]) > 0
         if truth.shape != image.shape:
             raise RadVLSMInputError(f"mask {truth.shape} and image {image.shape} differ in size", item["label"])
         t0 = time.perf_counter()
@@ -164,3 +155,63 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+INT_COLUMNS = ("diagnosis", "n_candidates")
+TEXT_COLUMNS = ("id", "device")
+
+
+def read_per_image_csv(path: str | Path) -> list[dict]:
+    """The rows of a ``per_image.csv`` written by :func:`evaluate`, with their types back (floats exactly).
+
+    Empty cells (a prompt metric not computed for an image without a lesion) are left out of the row.
+    """
+    rows = []
+    with Path(path).open(newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row: dict = {}
+            for key, text in raw.items():
+                if text == "":
+                    continue
+                row[key] = text if key in TEXT_COLUMNS else int(text) if key in INT_COLUMNS else float(text)
+            rows.append(row)
+    return rows
+
+
+def merge_evaluations(parts: list[str | Path], output_dir: str | Path, order: list[str]) -> dict:
+    """Merge the ``per_image.csv`` of several evaluations of disjoint items into one ``metrics.json``.
+
+    Args:
+        parts: folders written by :func:`evaluate` (one per rank).
+        output_dir: where the merged ``metrics.json`` and ``per_image.csv`` go.
+        order: image IDs in the order a single-process run would evaluate them (the merged rows follow it,
+            so the means equal that run's to the last bit).
+
+    Returns:
+        the merged summary (the keys of :func:`summarise`).
+
+    Raises:
+        RadVLSMInputError: a part is missing, or the parts do not hold exactly the images of ``order``.
+    """
+    rows: list[dict] = []
+    for part in parts:
+        csv_path = Path(part) / "per_image.csv"
+        if not csv_path.is_file():
+            raise RadVLSMInputError("no per_image.csv: that part of the evaluation did not finish", str(part))
+        rows += read_per_image_csv(csv_path)
+    position = {image_id: i for i, image_id in enumerate(order)}
+    if sorted(r["id"] for r in rows) != sorted(order):
+        raise RadVLSMInputError(f"the parts hold {len(rows)} images, expected the {len(order)} given", "parts")
+    rows.sort(key=lambda r: position[r["id"]])
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(rows)
+    _write_csv(out / "per_image.csv", rows)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    logger.info(
+        "merged %d parts into %s: %s",
+        len(parts),
+        out / "metrics.json",
+        {k: summary[k] for k in ("n_images", "dice", "auc")},
+    )
+    return summary

@@ -11,20 +11,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from radvlsm.engine.evaluation import read_gray
+from radvlsm.data import image_io
+from radvlsm.data.image_io import FLAT_SUFFIXES, read_image_2d
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.predictor import RadVLSMPredictor
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def list_images(source: str | Path) -> list[Path]:
     """Image files of a folder (sorted), or the ``image`` entries of a datalist JSON."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_io.list_images(path)
     elif path.suffix.lower() == ".json" and path.is_file():
         data = json.loads(path.read_text())
         entries = data if isinstance(data, list) else next(iter(v for v in data.values() if isinstance(v, list)), [])
@@ -32,7 +31,7 @@ def list_images(source: str | Path) -> list[Path]:
     else:
         raise RadVLSMInputError("not a folder of images or a datalist JSON", str(path))
     if not files:
-        raise RadVLSMInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found", str(path))
+        raise RadVLSMInputError(f"no images ({', '.join(FLAT_SUFFIXES)}) found", str(path))
     return files
 
 
@@ -56,7 +55,7 @@ def predict_images(predictor: RadVLSMPredictor, source: str | Path, output_dir: 
     results, failures = {}, {}
     for i, file in enumerate(files, 1):
         try:
-            predictor.set_image(read_gray(str(file)))
+            predictor.set_image(read_image_2d(file))
             result = predictor.predict()
         except RadVLSMInputError as exc:
             failures[str(file)] = str(exc)

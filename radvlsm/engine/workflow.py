@@ -1,4 +1,5 @@
-"""Training workflow glue: data loaders, per-stage MONAI trainers, the evaluator and the fusion stage.
+"""Training workflow glue: data loaders, per-stage MONAI trainers and the fusion stage (the bundle declares
+its datasets, loaders and evaluators in ``train.json``).
 
 Stages (the method's order):
   1. ``align``: semantic alignment (InfoNCE) and lesion focusing; trains the aligner, focus and CoOp context.
@@ -20,13 +21,13 @@ import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader, Dataset, DistributedSampler
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import ROCAUC, MeanDice, StatsHandler, ValidationHandler, from_engine
+from monai.handlers import StatsHandler, ValidationHandler
 from torch import nn
 
 from radvlsm.data.transforms import get_transforms
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.distributed import rank, world_size
-from radvlsm.engine.iterations import EvalIteration, RegionEvalIteration, StageIteration
+from radvlsm.engine.iterations import StageIteration
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.training_step import TrainingStep, wrap_distributed
 
@@ -133,48 +134,6 @@ def make_loader(
         sampler = DistributedSampler(dataset, even_divisible=even_divisible, shuffle=shuffle, seed=seed)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, generator=generator)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator)
-
-
-def _evaluator(model, loader, device, iteration, metrics: dict, handlers: Sequence | None) -> SupervisedEvaluator:
-    """A :class:`SupervisedEvaluator` whose first metric is the key metric."""
-    (key, key_metric), *others = metrics.items()
-    return SupervisedEvaluator(
-        device=torch.device(device),
-        val_data_loader=loader,
-        network=model,
-        iteration_update=iteration,
-        key_val_metric={key: key_metric},
-        additional_metrics=dict(others) or None,
-        val_handlers=list(handlers or []),
-        decollate=False,
-    )
-
-
-def build_evaluator(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    cache: EmbeddingCache | None = None,
-    handlers: Sequence | None = None,
-) -> SupervisedEvaluator:
-    """Evaluator of the automatic pipeline: key metric ``val_dice``, plus ``val_auc``."""
-    metrics = {
-        "val_dice": MeanDice(include_background=True, output_transform=from_engine(["pred", "label"])),
-        "val_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"])),
-    }
-    return _evaluator(model, loader, device, EvalIteration(cache), metrics, handlers)
-
-
-def build_region_evaluator(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    cache: EmbeddingCache | None = None,
-    handlers: Sequence | None = None,
-) -> SupervisedEvaluator:
-    """Evaluator of region recognition with the truth box as prompt: key metric ``val_region_auc``."""
-    metrics = {"val_region_auc": ROCAUC(output_transform=from_engine(["prob", "diagnosis"]))}
-    return _evaluator(model, loader, device, RegionEvalIteration(cache), metrics, handlers)
 
 
 def build_stage_trainer(

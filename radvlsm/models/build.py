@@ -24,8 +24,9 @@ from radvlsm.models.diagnosis import DiagnosisHead
 from radvlsm.models.encoders.image_encoder import build_image_encoder
 from radvlsm.models.encoders.text_encoder import build_text_encoder
 from radvlsm.models.focus import LesionFocus
+from radvlsm.models.fusion import RadiomicsStandardizer, VisualRadiomicsFusion
 from radvlsm.models.mcra import MCRA
-from radvlsm.models.radiomics import RadiomicsExtractor, RadiomicsStandardizer, VisualRadiomicsFusion
+from radvlsm.models.radiomics import RadiomicsExtractor
 from radvlsm.models.radvlsm import RadVLSM
 from radvlsm.models.region_prompt import RegionContextFusion, RegionPromptEncoder
 from radvlsm.models.reliability import N_CUES, ReliabilityHead

@@ -109,8 +109,8 @@ class RadVLSM(nn.Module):
         diagnosis_head: region embedding ``(.., C)`` -> logits ``(.., 2)``.
         lesion_prompt: the fixed, class-agnostic text prompt used for focusing.
         class_prompts: one text per diagnosis class (benign, malignant) for zero-shot scores.
-        fusion: optional :class:`radvlsm.models.radiomics.VisualRadiomicsFusion`.
-        standardizer: optional :class:`radvlsm.models.radiomics.RadiomicsStandardizer` (with ``fusion``).
+        fusion: optional :class:`radvlsm.models.fusion.VisualRadiomicsFusion`.
+        standardizer: optional :class:`radvlsm.models.fusion.RadiomicsStandardizer` (with ``fusion``).
         radiomics: optional :class:`radvlsm.models.radiomics.RadiomicsExtractor` (not a module: no weights).
         prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
         click_to_box: complete click-only prompts with a box from the response map (see ``boxes_from_clicks``).

@@ -17,12 +17,14 @@ BUNDLE = ROOT / "bundles" / "radvlsm_breast_us"
 TINY = ["--network_def#variant", "tiny", "--network_def#text_encoder", "tiny", "--network_def#embed_dim", "32"]
 
 
-def run_bundle(run_id: str, config: str, *args: str) -> subprocess.CompletedProcess:
+def run_bundle(run_id: str, config: str | list[str], *args: str) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` with one config file, or a list merged in order (e.g. a delta)."""
+    files = [str(BUNDLE / "configs" / c) for c in ([config] if isinstance(config, str) else config)]
     cmd = [
         sys.executable, "-m", "monai.bundle", "run", run_id,
         "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
-        "--config_file", str(BUNDLE / "configs" / config),
+        "--config_file", files[0] if len(files) == 1 else str(files),
         "--logging_file", str(BUNDLE / "configs" / "logging.conf"),
         *args,
     ]  # fmt: skip
@@ -143,6 +145,15 @@ def test_evaluating_all_images_writes_metrics(trained: Path) -> None:
     assert metrics["n_images"] == 12 and 0 <= metrics["dice"] <= 1
     assert len(list((out / "overlays").glob("*.png"))) == 2
     assert (out / "per_image.csv").read_text().count("\n") == 13
+    # the model-zoo way, evaluate.json as a delta over train.json, gives the same metrics
+    run_bundle(
+        "evaluating", ["train.json", "evaluate.json"], *TINY,
+        "--dataset_dir", str(trained / "phantom"), "--split", "all",
+        "--model_path", str(trained / "runs" / "model.pt"), "--output_dir", str(trained / "eval2"), "--n_overlays", "0",
+    )  # fmt: skip
+    again = json.loads((trained / "eval2" / "metrics.json").read_text())
+    for key in ("n_images", "dice", "dice_box", "auc"):
+        assert again[key] == metrics[key] or (again[key] != again[key] and metrics[key] != metrics[key]), key
 
 
 @pytest.mark.slow
@@ -167,3 +178,31 @@ def test_fusion_training_refits_only_the_radiomics_fusion(trained: Path) -> None
     """``fusion_training`` refits the standardiser and fusion head on top of a model.pt; the rest is kept."""
     metrics, _ = retrain_part(trained, "fusion_training", ("--epochs_fusion", "3"), ("fusion.", "standardizer."))
     assert metrics["fusion_epochs"] == 3 and "best_val_dice" in metrics
+
+
+def test_declared_preprocessing_is_the_library_pipeline(phantom_dir: Path) -> None:
+    """``train.json``'s ``preprocessing`` (a Compose declared in JSON) gives what ``get_transforms("eval")`` gives."""
+    import torch
+
+    from radvlsm.config import bundle_parser
+    from radvlsm.data.datalist import load_dataset
+    from radvlsm.data.transforms import get_transforms
+
+    parser = bundle_parser(BUNDLE, "train.json", {"network_def#variant": "tiny", "network_def#text_encoder": "tiny"})
+    declared = parser.get_parsed_content("preprocessing")
+    item = load_dataset(phantom_dir).items[0]
+    a, b = declared(dict(item)), get_transforms("eval", image_size=64)(dict(item))
+    assert set(a) == set(b)
+    for key, value in a.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b[key]), key
+        else:
+            assert value == b[key], key
+
+
+def test_evaluate_json_shares_train_json_data_keys() -> None:
+    """``evaluate.json`` stays runnable alone (the documented interface); its shared keys equal ``train.json``'s."""
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    evaluate = json.loads((BUNDLE / "configs" / "evaluate.json").read_text())
+    for key in ("bundle_root", "ckpt_dir", "device", "network_def", "seed", "dataset_dir", "phantom_images", "dataset"):
+        assert evaluate[key] == train[key], key

@@ -9,7 +9,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMIUM_ARGS = [
@@ -53,3 +57,18 @@ def chromium_page(console: list[str], width: int = 1400, height: int = 900) -> I
             yield page
         finally:
             browser.close()
+
+
+def coloured_pixels(png: Path, box: tuple[int, int, int, int]) -> int:
+    """Pixels inside ``box`` (x0, y0, x1, y1) whose colour is clearly not gray (the image itself is gray)."""
+    with Image.open(png) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=int)[box[1] : box[3], box[0] : box[2]]
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
+
+
+def viewport_box(page: Any, selector: str = "canvas") -> tuple[int, int, int, int]:
+    """The screen box (x0, y0, x1, y1) of the first element matching ``selector`` (the viewport canvas)."""
+    element = page.locator(selector).first.bounding_box()
+    assert element is not None, f"no {selector} on the page"
+    x, y, w, h = (int(element[k]) for k in ("x", "y", "width", "height"))
+    return x, y, x + w, y + h

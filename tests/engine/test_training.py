@@ -40,9 +40,8 @@ def test_short_training_lowers_the_loss(tiny_model, stage_settings, phantom_dir,
         build_stage_trainer(stage, model, loader, epochs, lr, loss, cache, "cpu", stage_settings, seed=0).run()
         after = fixed_batch_loss(model, stage, batch, cache, loss)
         assert after < before, (stage, before, after)
-    result = run_fusion_stage(
-        model, splits["training"], cache, "cpu", epochs=100, lr=1e-3, batch_size=4, weight_decay=1e-3
-    )
+    fusion_loader = make_loader(splits["training"], "eval", batch_size=4, image_size=model.image_size)
+    result = run_fusion_stage(model, fusion_loader, cache, "cpu", epochs=100, lr=1e-3, weight_decay=1e-3)
     assert result["fusion_ce_after"] < result["fusion_ce_before"]
     assert model.standardizer.std.min() > 0
 

@@ -34,8 +34,8 @@ def slow_copyfile(src, dst, *, follow_symlinks: bool = True):
 
 
 def main() -> None:
-    from lib.atomic_datastore import AtomicLocalDatastore
     from lib.datastores import IMAGE_PATTERNS
+    from lib.monailabel_fixes.atomic_datastore import AtomicLocalDatastore
     from monailabel.datastore.local import LocalDatastore
 
     studies, image_id, label, kind = sys.argv[1:5]

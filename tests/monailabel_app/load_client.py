@@ -3,7 +3,8 @@
 Used by ``test_load.py`` (tiny network) and ``benchmarks/load.py`` (shipped weights). Each job is one
 ``POST /infer/<model>`` sent from its own thread, all released at once; the server's resident memory
 (its whole process group) is sampled meanwhile, and ``GET /info/`` is probed to show whether the server
-still answers other requests while inferring.
+still answers other requests while inferring. A 503 answer (the server's infer queue is full) is counted,
+with its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ class Outcome:
 
 
 class RssSampler:
-    """Samples the resident memory (MB) of a process and its children every ``interval_s`` in a thread.
+    """Samples the resident memory (MB) of processes and their children every ``interval_s`` in a thread.
 
     Args:
-        pid: the server's process ID.
+        pid: the server's process ID (or those of several servers: their sum is sampled).
         interval_s: sampling period.
     """
 
-    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
-        self.process = psutil.Process(pid)
+    def __init__(self, pid: int | list[int], interval_s: float = 0.1) -> None:
+        self.processes = [psutil.Process(p) for p in ([pid] if isinstance(pid, int) else pid)]
         self.interval_s = interval_s
         self.samples: list[float] = []
         self._stop = threading.Event()
@@ -68,7 +69,8 @@ class RssSampler:
     def rss_mb(self) -> float:
         """Current RSS of the process and its children, in MB."""
         total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
+        procs = [q for p in self.processes for q in (p, *p.children(recursive=True))]
+        for proc in procs:
             try:
                 total += proc.memory_info().rss
             except psutil.Error:
@@ -109,30 +111,38 @@ def send(url: str, job: Job, timeout_s: float, start: threading.Event, t0: list[
         return Outcome(job, 0, time.perf_counter() - t0[0], None, f"{type(exc).__name__}: {exc}")
 
 
-def probe_info(url: str, stop: threading.Event, timeout_s: float) -> list[float]:
-    """Seconds each ``GET /info/`` took, sent back to back until ``stop`` is set."""
+def probe_info(url: str, stop: threading.Event, timeout_s: float, path: str = "/info/") -> list[float]:
+    """Seconds each ``GET <path>`` took, sent back to back (0.2 s apart) until ``stop`` is set."""
     waits = []
     while not stop.is_set():
         started = time.perf_counter()
         with suppress(requests.RequestException):
-            requests.get(f"{url}/info/", timeout=timeout_s)
+            requests.get(f"{url}{path}", timeout=timeout_s)
         waits.append(time.perf_counter() - started)
         stop.wait(0.2)
     return waits
 
 
-def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
+def percentile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile (inclusive method; the value itself for one sample, 0 for none)."""
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(sorted(values), n=100, method="inclusive")[q - 1]
+
+
+def fire(url: str, jobs: list[Job], timeout_s: float, pid: int | list[int]) -> tuple[list[Outcome], dict]:
     """Send all ``jobs`` at once (one thread each) and wait for every answer.
 
     Args:
         url: the server's root URL.
         jobs: the requests.
         timeout_s: per-request timeout (also bounds the whole run).
-        pid: the server's process ID (memory sampling).
+        pid: the server's process ID, or the replicas' (memory sampling).
 
     Returns:
-        the outcomes (in job order) and a summary: throughput, p50/p95/max latency, peak and baseline RSS,
-        the longest ``/info/`` wait during the run.
+        the outcomes (in job order) and a summary: answered (200) and refused (503) counts, throughput of the
+        answered ones, their p50/p95/max latency, peak and baseline RSS, the p95 and longest ``/info/`` wait
+        during the run.
     """
     start, t0 = threading.Event(), [0.0]
     stop_probe = threading.Event()
@@ -147,18 +157,22 @@ def fire(url: str, jobs: list[Job], timeout_s: float, pid: int) -> tuple[list[Ou
         wall = time.perf_counter() - t0[0]
         stop_probe.set()
         info_waits = probe.result(timeout=timeout_s + 30)
-    latencies = sorted(o.seconds for o in outcomes)
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    answered = [o for o in outcomes if o.status == 200]
+    latencies = sorted(o.seconds for o in answered) or [0.0]
     summary = {
         "requests": len(jobs),
-        "ok": sum(o.status == 200 for o in outcomes),
+        "ok": len(answered),
+        "busy_503": sum(o.status == 503 for o in outcomes),
+        "retry_after_s": sorted({o.response.headers.get("Retry-After") for o in outcomes if o.status == 503}),
         "wall_s": round(wall, 2),
-        "throughput_rps": round(len(jobs) / wall, 3),
-        "p50_s": round(quantiles[49], 3),
-        "p95_s": round(quantiles[94], 3),
+        "throughput_rps": round(len(answered) / wall, 3),
+        "p50_s": round(percentile(latencies, 50), 3),
+        "p95_s": round(percentile(latencies, 95), 3),
         "max_s": round(latencies[-1], 3),
         "rss_before_mb": round(baseline, 1),
         "rss_peak_mb": round(rss.peak_mb, 1),
+        "info_probes": len(info_waits),
+        "info_p95_s": round(percentile(info_waits, 95), 3),
         "info_max_wait_s": round(max(info_waits, default=0.0), 3),
     }
     logger.info("load: %s", summary)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi import HTTPException
 from label_server import ROOT
-from lib.atomic_datastore import AtomicLocalDatastore
 from lib.datastores import IMAGE_PATTERNS, local_datastore
+from lib.monailabel_fixes.atomic_datastore import AtomicLocalDatastore
 from PIL import Image
 
 CHILD = Path(__file__).with_name("label_save_child.py")

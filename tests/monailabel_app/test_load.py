@@ -1,8 +1,9 @@
 """Load: 32 concurrent infer requests on 127.0.0.1 all answer, correctly, in bounded time and memory.
 
-MONAI Label 0.8.5 runs each infer inside its ``async`` endpoint without awaiting, so the server handles
-one infer at a time: concurrent requests queue (their latencies spread from one request's time to all 32
-of them) and the answers must equal those of the same requests sent one by one.
+The app runs infer requests in worker threads behind a queue larger than 32 (``lib/monailabel_fixes``), and
+the network predicts one image at a time: concurrent requests queue (their latencies spread from one
+request's time to all 32 of them), none is refused, and the answers must equal those of the same requests
+sent one by one.
 """
 
 from __future__ import annotations

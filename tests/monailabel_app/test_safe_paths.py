@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lib.safe_paths import check_inside, check_name, check_request_file, inside, is_upload
+from lib.monailabel_fixes.safe_paths import check_inside, check_name, check_request_file, inside, is_upload
 
 from radvlsm.errors import RadVLSMInputError
 

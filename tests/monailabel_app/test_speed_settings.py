@@ -13,10 +13,10 @@ from radvlsm.models.encoders.runtime import EncoderRuntime
 
 def test_defaults_warm_up_and_share_embeddings_on_disk(tmp_path: Path) -> None:
     options = AppOptions.from_conf(APP_DIR, {"work_dir": str(tmp_path)})
-    assert options.preload and options.threads is None
+    assert options.preload and options.torch_threads is None
     assert options.embedding_cache_dir == (tmp_path / "embeddings").resolve()
-    options = AppOptions.from_conf(APP_DIR, {"threads": "1", "embedding_cache_dir": "none", "preload": "false"})
-    assert options.threads == 1 and options.embedding_cache_dir is None and not options.preload
+    options = AppOptions.from_conf(APP_DIR, {"torch_threads": "1", "embedding_cache_dir": "none", "preload": "false"})
+    assert options.torch_threads == 1 and options.embedding_cache_dir is None and not options.preload
 
 
 def test_served_predictor_has_the_bundle_runtime_and_the_shared_cache(tmp_path: Path) -> None:

@@ -69,8 +69,8 @@ class RadVLSMConfig(TaskConfig):
                 "without a restart)",
                 self.options.weights_path,
             )
-        if self.options.threads:  # the exported encoder's runtime takes torch's thread count
-            torch.set_num_threads(self.options.threads)
+        if self.options.torch_threads:  # the exported encoder's runtime takes torch's thread count
+            torch.set_num_threads(self.options.torch_threads)
         logger.info("torch threads: %d", torch.get_num_threads())
         if self.options.preload:
             self.model.get(name_to_device(self.options.device or "cuda"))

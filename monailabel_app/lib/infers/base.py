@@ -20,8 +20,8 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.bundle_model import BundleModel
-from lib.http_errors import client_errors
 from lib.images import LoadedImage, label_extension, load_image_2d
+from lib.monailabel_fixes.http_errors import client_errors
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.result import RadVLSMResult
 from radvlsm.predictor import RadVLSMPredictor

