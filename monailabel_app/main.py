@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import monailabel
@@ -35,6 +36,16 @@ from monailabel.utils.others.generic import strtobool
 logger = logging.getLogger(__name__)
 
 
+BACKGROUND_NICE = 10
+
+
+def background_task() -> bool:
+    """Whether this process is one of MONAI Label's background tasks (``python -m monailabel.interfaces.utils.app``:
+    the start-up scoring over every unlabeled image, training), not the server answering requests."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", "") == "monailabel.interfaces.utils.app"
+
+
 class RadVLSMApp(MONAILabelApp):
     """The app: model configs from ``--conf models``, local or DICOMweb datastore, 4xx for bad requests,
     infer requests in worker threads behind a bounded queue (503 beyond it).
@@ -46,6 +57,9 @@ class RadVLSMApp(MONAILabelApp):
     """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        if background_task():  # scoring/training subprocess: yield the CPU to the server's requests, no warm-up
+            os.nice(BACKGROUND_NICE)
+            conf = {**conf, "preload": "false"}
         self.options = AppOptions.from_conf(app_dir, conf)
         self.models: dict[str, Any] = {}
         for name in selected_models(conf):

@@ -20,6 +20,8 @@ from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.transforms import ToModelFrame
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.encoders.runtime import EncoderRuntime
+from radvlsm.models.prompt_cache import InputCache
 from radvlsm.models.radvlsm import RadVLSM, RadVLSMOutput
 from radvlsm.models.result import CandidateResult, RadVLSMResult, RegionRecognitionResult
 
@@ -39,6 +41,8 @@ class RadVLSMPredictor:
         model: the tensor model (its device is used; call ``.eval()`` on it first).
         embedding_cache: image embeddings kept across :meth:`set_image` calls (keyed by image content and the
             encoder weights); None computes each new image's embedding.
+        encoder_runtime: runs the frozen image encoder exported (ONNX Runtime / OpenVINO, see
+            :mod:`radvlsm.models.encoders.runtime`); None runs ``model.image_encoder`` in eager torch.
 
     Example::
 
@@ -51,10 +55,19 @@ class RadVLSMPredictor:
 
     mask_threshold = 0.5  # probability above which a pixel is lesion in the returned mask
 
-    def __init__(self, model: RadVLSM, embedding_cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self,
+        model: RadVLSM,
+        embedding_cache: EmbeddingCache | None = None,
+        encoder_runtime: EncoderRuntime | None = None,
+    ) -> None:
         self.model = model
         self.embedding_cache = embedding_cache
+        self.encoder_runtime = encoder_runtime
+        if encoder_runtime is not None and encoder_runtime.precision != "f32" and embedding_cache is not None:
+            embedding_cache.namespace += f":{encoder_runtime.precision}"  # never mixed with float embeddings
         self.transform = ToModelFrame(model.image_size)
+        self.input_cache = InputCache()  # further prompts on an image skip the preprocessing
         self.reset_image()
 
     # ------------------------------------------------------------------ image
@@ -79,8 +92,9 @@ class RadVLSMPredictor:
         Raises:
             RadVLSMInputError: not one 2D image, too small, or NaN / infinite values.
         """
-        x = self.transform(image)[None].to(self.model.device)
-        encoder = self.model.image_encoder
+        x = self.input_cache.get_or_compute(np.asarray(image), lambda: self.transform(image)[None])
+        x = x.to(self.model.device)
+        encoder = self.encoder_runtime or self.model.image_encoder
         cache = self.embedding_cache
         features = encoder(x) if cache is None else cache.get_or_compute(x, encoder)
         self.geometry = self.transform.geometry(image)

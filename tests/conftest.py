@@ -73,3 +73,11 @@ def predict() -> Callable[..., Any]:
         return predictor.predict(**prompts)
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _encoder_export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported encoders (radvlsm.models.encoders.runtime) go to a temporary folder, also for subprocesses."""
+    from radvlsm.models.encoders.runtime import CACHE_ENV
+
+    os.environ.setdefault(CACHE_ENV, str(tmp_path_factory.mktemp("radvlsm-cache")))

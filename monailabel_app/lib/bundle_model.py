@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 from lib.options import AppOptions
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.encoders.runtime import build_encoder_runtime
 from radvlsm.models.weights import load_trained_weights
 from radvlsm.predictor import RadVLSMPredictor
 
@@ -120,10 +121,19 @@ class BundleModel:
         cache = EmbeddingCache.for_encoder(
             network.image_encoder,
             max_items=int(config.get_parsed_content("embedding_cache_size")),
-            cache_dir=config.get_parsed_content("embedding_cache_dir") or None,
+            # on disk: shared with the scoring/training subprocesses and kept over restarts
+            cache_dir=self.options.embedding_cache_dir or config.get_parsed_content("embedding_cache_dir") or None,
+        )
+        runtime = build_encoder_runtime(
+            network.image_encoder,
+            config.get_parsed_content("encoder_runtime"),
+            config.get_parsed_content("encoder_export_dir"),
+            None,
+            config.get_parsed_content("encoder_precision"),
         )
         logger.info("Rad-VLSM network ready on %s in %.1f s", device, time.perf_counter() - started)
-        return _Loaded(RadVLSMPredictor(network, cache), stamp if self._failed_stamp != stamp else None)
+        predictor = RadVLSMPredictor(network, cache, runtime)
+        return _Loaded(predictor, stamp if self._failed_stamp != stamp else None)
 
     def status(self, device: str) -> dict[str, Any]:
         """The weights served on ``device``, for result JSON: path, whether trained, their stamp, any warning."""

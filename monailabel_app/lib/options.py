@@ -7,7 +7,13 @@ Keys (all optional):
 - ``model_dir``: where ``model.pt`` is read and training publishes it (default ``<bundle>/models``).
 - ``work_dir``: training runs and their datalists (default ``<app>/model/radvlsm``).
 - ``device``: ``cpu``, ``cuda``, ``cuda:1`` ... (default: a GPU when there is one, else the CPU).
-- ``preload``: ``true`` builds the network at start-up instead of at the first request.
+- ``preload``: ``true`` (default) builds and warms the network at start-up (one automatic request and one click
+  on a synthetic image, so the exported encoder is built and compiled then); ``false`` at the first request.
+- ``embedding_cache_dir``: image embeddings on disk, shared by the server and its scoring/training subprocesses
+  (default ``<work_dir>/embeddings``; ``none`` keeps them in memory only).
+- ``torch_threads``: intra-op threads of torch and the encoder runtime (default: ``OMP_NUM_THREADS``, else
+  torch's default); with ``infer_threads`` requests at once, ``torch_threads x infer_threads`` should not exceed
+  the cores given.
 - ``network_def#<arg>``: any bundle ``network_def`` argument, e.g. ``network_def#variant tiny``
   (values are parsed as JSON when they can be: ``32`` is a number, ``true`` a boolean).
 - ``dicomweb_search_filter``: JSON QIDO filter for a DICOMweb datastore (default ``{"Modality": "US"}``).
@@ -70,7 +76,10 @@ class AppOptions:
         model_dir: folder of ``model.pt``.
         work_dir: folder for training runs.
         device: requested device, or None for automatic.
-        preload: build the network at start-up.
+        preload: build and warm the network at start-up.
+        embedding_cache_dir: folder of cached image embeddings (None: memory only).
+        torch_threads: intra-op threads of torch and the encoder runtime per request (None: as the environment
+            gives).
         network_overrides: bundle ids (``network_def#...``) and values applied to every config.
         search_filter: DICOMweb QIDO search filter.
         infer_threads: infer worker threads.
@@ -83,7 +92,9 @@ class AppOptions:
     model_dir: Path
     work_dir: Path
     device: str | None = None
-    preload: bool = False
+    preload: bool = True
+    torch_threads: int | None = None
+    embedding_cache_dir: Path | None = None
     network_overrides: dict[str, Any] = field(default_factory=dict)
     search_filter: dict[str, Any] = field(default_factory=lambda: {"Modality": "US"})
     infer_threads: int = DEFAULT_INFER_THREADS
@@ -118,18 +129,22 @@ class AppOptions:
         if not isinstance(search_filter, dict):
             raise RadVLSMInputError('must be a JSON object, e.g. {"Modality": "US"}', "dicomweb_search_filter")
         device = str(conf.get("device") or "").strip() or None
-        threads = _count(conf, "infer_threads", DEFAULT_INFER_THREADS, 1)
+        work_dir = Path(conf.get("work_dir") or app / "model" / "radvlsm").expanduser().resolve()
+        cache = str(conf.get("embedding_cache_dir") or work_dir / "embeddings").strip()
+        infer_threads = _count(conf, "infer_threads", DEFAULT_INFER_THREADS, 1)
         queue_size = _count(conf, "infer_queue_size", DEFAULT_INFER_QUEUE_SIZE, 0)
         return cls(
             app_dir=app,
             bundle_path=bundle,
             model_dir=Path(conf.get("model_dir") or bundle / "models").expanduser().resolve(),
-            work_dir=Path(conf.get("work_dir") or app / "model" / "radvlsm").expanduser().resolve(),
+            work_dir=work_dir,
+            embedding_cache_dir=None if cache.lower() in ("", "none") else Path(cache).expanduser().resolve(),
             device=None if device in (None, "auto") else device,
-            preload=str(conf.get("preload", "false")).lower() in TRUE_WORDS,
+            preload=str(conf.get("preload", "true")).lower() in TRUE_WORDS,
+            torch_threads=_count(conf, "torch_threads", 0, 0) or None,
             network_overrides=overrides,
             search_filter=search_filter,
-            infer_threads=threads,
+            infer_threads=infer_threads,
             infer_queue_size=queue_size,
             infer_offload=str(conf.get("infer_offload", "true")).lower() in TRUE_WORDS,
         )

@@ -28,8 +28,10 @@ from torch import nn
 
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
+from radvlsm.models.decode import decode_candidates, decode_prompts
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
+from radvlsm.models.prompt_cache import CandidateCache, ValueCache, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -162,6 +164,8 @@ class RadVLSM(nn.Module):
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
+        self.candidate_cache = CandidateCache()  # click path: response-map candidates once per image
+        self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
     def train(self, mode: bool = True) -> RadVLSM:
         """Set training mode; a frozen image encoder stays in eval mode (its BatchNorm statistics are fixed)."""
@@ -191,6 +195,12 @@ class RadVLSM(nn.Module):
 
     def lesion_embedding(self) -> torch.Tensor:
         """``(E,)`` embedding of the class-agnostic lesion prompt (with CoOp context when configured)."""
+        if not torch.is_grad_enabled():  # inference: the text tower runs once per weights, not twice per image
+            salt = weights_fingerprint(self.text_encoder, self.prompt_learner, self.aligner)
+            return self.text_cache.get_or_compute(f"{salt}:{self.device}:{self.lesion_prompt}", self._lesion_embedding)
+        return self._lesion_embedding()
+
+    def _lesion_embedding(self) -> torch.Tensor:
         if self.prompt_learner is None:
             return self.text_embedding([self.lesion_prompt])[0]
         tokens, mask = self.text_encoder.token_embeddings([self.lesion_prompt])
@@ -242,8 +252,14 @@ class RadVLSM(nn.Module):
             limit = torch.tensor([content_size[1], content_size[0]], dtype=torch.float32, device=embeddings.device)
             candidates.boxes = torch.minimum(candidates.boxes, limit.repeat(2))
             candidates.points = torch.minimum(candidates.points, limit - 1)
-        box_out = self.mask_decoder(embeddings, boxes=candidates.boxes)
-        point_out = self.mask_decoder(embeddings, points=candidates.points, point_labels=candidates.point_labels)
+        box_out, point_out = decode_candidates(  # one decoder pass per image; ruled-out candidates not decoded
+            self.mask_decoder,
+            embeddings,
+            candidates.boxes,
+            candidates.points,
+            candidates.point_labels,
+            candidates.valid,
+        )
         mask_logits = box_out.mask_logits
         region_emb = self.mask_decoder.region_embedding(embeddings, mask_logits)
         lesion = self.lesion_embedding()
@@ -294,13 +310,16 @@ class RadVLSM(nn.Module):
         """
         if self.click_to_box and boxes is None and mask_inputs is None and points is not None:
             boxes = self.boxes_from_clicks(embeddings, points, point_labels)
-        out = self.mask_decoder(
-            embeddings,
-            boxes=None if boxes is None else boxes[:, None],
-            points=None if points is None else points[:, None],
-            point_labels=None if point_labels is None else point_labels[:, None],
-            mask_inputs=None if mask_inputs is None else self._mask_prompt(mask_inputs)[:, None],
-        )
+        if mask_inputs is None:  # sparse prompts only: the batched decoder (same outputs, one pass)
+            out = decode_prompts(self.mask_decoder, embeddings, boxes, points, point_labels)
+        else:
+            out = self.mask_decoder(
+                embeddings,
+                boxes=None if boxes is None else boxes[:, None],
+                points=None if points is None else points[:, None],
+                point_labels=None if point_labels is None else point_labels[:, None],
+                mask_inputs=self._mask_prompt(mask_inputs)[:, None],
+            )
         region = self.mask_decoder.region_embedding(embeddings, out.mask_logits)[:, 0]
         return out.mask_logits[:, 0], self.diagnose(region), region, out.iou_pred[:, 0]
 
@@ -325,9 +344,14 @@ class RadVLSM(nn.Module):
             if point_labels is None
             else point_labels
         )
-        with torch.no_grad():
-            cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
-            cands = self.candidate_generator(minmax_per_image(cam)).to(points.device)
+
+        def generate() -> CandidatePrompts:
+            with torch.no_grad():
+                cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
+                return self.candidate_generator(minmax_per_image(cam))
+
+        salt = weights_fingerprint(self.aligner, self.focus, self.prompt_learner, self.candidate_generator)
+        cands = self.candidate_cache.get_or_compute(embeddings, generate, salt).to(points.device)  # once per image
         boxes = []
         for b in range(points.shape[0]):
             pos, neg = points[b][labels[b] == 1], points[b][labels[b] == 0]

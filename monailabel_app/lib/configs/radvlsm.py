@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.others.generic import name_to_device
+from PIL import Image
 
 from lib.activelearning import LeastReliable
 from lib.bundle_model import BundleModel
@@ -18,8 +24,24 @@ from lib.infers import RadVLSMAuto, RadVLSMInteractive, RadVLSMRegion
 from lib.options import AppOptions
 from lib.scoring import ReliabilityScoring
 from lib.trainers import RadVLSMTrainTask
+from radvlsm.data.phantom import generate_phantom_image
 
 logger = logging.getLogger(__name__)
+
+
+def warm_up(auto: InferTask, interactive: InferTask) -> None:
+    """Run one automatic request and one click on a synthetic image through the tasks (reader, network,
+    exported encoder, decoder, radiomics, writer), so the first user request pays none of their start-up."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="radvlsm-warm-") as tmp:
+        image, _, _ = generate_phantom_image(np.random.default_rng(0), "benign", (96, 128))
+        path = Path(tmp) / "warm.png"
+        Image.fromarray(image.astype(np.uint8)).save(path)
+        for task, params in ((auto, {}), (interactive, {"foreground": [[64, 48]]})):
+            label, _ = task({"image": str(path), **params})
+            if isinstance(label, str):
+                Path(label).unlink(missing_ok=True)
+    logger.info("infer tasks warmed up in %.1f s", time.perf_counter() - started)
 
 
 class RadVLSMConfig(TaskConfig):
@@ -47,16 +69,22 @@ class RadVLSMConfig(TaskConfig):
                 "without a restart)",
                 self.options.weights_path,
             )
+        if self.options.torch_threads:  # the exported encoder's runtime takes torch's thread count
+            torch.set_num_threads(self.options.torch_threads)
+        logger.info("torch threads: %d", torch.get_num_threads())
         if self.options.preload:
             self.model.get(name_to_device(self.options.device or "cuda"))
 
     def infer(self) -> dict[str, InferTask]:
         """``<name>_auto`` (segmentation), ``<name>_interactive`` (deepgrow) and ``<name>_region``."""
-        return {
+        tasks = {
             f"{self.name}_auto": RadVLSMAuto(self.model, f"{self.name}_auto"),
             f"{self.name}_interactive": RadVLSMInteractive(self.model, f"{self.name}_interactive"),
             f"{self.name}_region": RadVLSMRegion(self.model, f"{self.name}_region"),
         }
+        if self.options.preload:
+            warm_up(tasks[f"{self.name}_auto"], tasks[f"{self.name}_interactive"])
+        return tasks
 
     def trainer(self) -> TrainTask | None:
         """The bundle's training, fed from the datastore."""

@@ -1,0 +1,133 @@
+"""Per-image cache of the click path's response-map candidates (computed once per image, not per click).
+
+A click without a box is completed with a box from the automatic candidates of the lesion response map
+(:meth:`radvlsm.models.radvlsm.RadVLSM.boxes_from_clicks`); those depend only on the image embedding, so
+they are kept here, keyed by a hash of the embedding. The embedding itself lives in the (optionally
+disk-backed, shared between processes) :class:`radvlsm.embedding_cache.EmbeddingCache`; the
+candidates take a few tens of milliseconds to recompute from it, so each process keeps its own copy in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from radvlsm.models.candidates import CandidatePrompts
+
+logger = logging.getLogger(__name__)
+
+
+def embedding_key(embeddings: torch.Tensor) -> str:
+    """Content hash of a ``(B, C, h, w)`` embedding batch (with its shape)."""
+    data = embeddings.detach().to("cpu", torch.float32).contiguous()
+    return hashlib.sha1(str(tuple(data.shape)).encode() + data.numpy().tobytes()).hexdigest()
+
+
+def weights_fingerprint(*parts: object) -> str:
+    """Cheap identity of module weights (storage address and in-place version of every tensor) and of plain
+    objects' settings: it changes when weights are loaded, trained or moved, so cached results never go stale."""
+    items: list[object] = []
+    for part in parts:
+        if isinstance(part, torch.nn.Module):
+            items.extend((t.data_ptr(), t._version) for t in part.state_dict(keep_vars=True).values())
+        else:
+            items.append(repr(sorted(vars(part).items())) if hasattr(part, "__dict__") else repr(part))
+    return hashlib.sha1(repr(items).encode()).hexdigest()[:16]
+
+
+class CandidateCache:
+    """LRU cache ``embedding -> CandidatePrompts`` (CPU copies).
+
+    Args:
+        max_items: entries kept (least recently used dropped first).
+    """
+
+    def __init__(self, max_items: int = 32) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, CandidatePrompts] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        """Forget every entry (e.g. after the focusing weights changed)."""
+        self._items.clear()
+
+    def get_or_compute(
+        self, embeddings: torch.Tensor, compute: Callable[[], CandidatePrompts], salt: str = ""
+    ) -> CandidatePrompts:
+        """The cached candidates of ``embeddings``, or ``compute()``'s (then cached).
+
+        Args:
+            embeddings: ``(B, C, h, w)`` the candidates are computed from.
+            compute: returns the :class:`CandidatePrompts` of ``embeddings``.
+            salt: extra key text, e.g. a fingerprint of the weights ``compute`` uses.
+        """
+        key = salt + embedding_key(embeddings)
+        value = self._items.get(key)
+        if value is not None:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return value
+        self.misses += 1
+        value = compute().to("cpu")
+        self._items[key] = value
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+        return value
+
+
+class InputCache:
+    """LRU cache ``original image -> model-frame input`` so further prompts on an image skip the preprocessing.
+
+    Keyed by a hash of the ``(H, W)`` float image's bytes and shape (cheaper than min-max scaling and the
+    area resize it saves).
+
+    Args:
+        max_items: entries kept.
+    """
+
+    def __init__(self, max_items: int = 8) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def get_or_compute(self, gray: np.ndarray, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The cached input for ``gray``, or ``compute()``'s (then cached)."""
+        arr = np.ascontiguousarray(gray)
+        key = hashlib.sha1(f"{arr.shape}{arr.dtype}".encode() + arr.tobytes()).hexdigest()
+        value = self._items.get(key)
+        if value is None:
+            value = compute()
+            self._items[key] = value
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        self._items.move_to_end(key)
+        return value
+
+
+class ValueCache:
+    """The last few values of a computation keyed by a string (e.g. a weights fingerprint and a prompt).
+
+    Args:
+        max_items: entries kept.
+    """
+
+    def __init__(self, max_items: int = 4) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, object] = OrderedDict()
+
+    def get_or_compute(self, key: str, compute: Callable[[], object]) -> object:
+        """The cached value for ``key``, or ``compute()``'s (then cached)."""
+        if key not in self._items:
+            self._items[key] = compute()
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        self._items.move_to_end(key)
+        return self._items[key]
