@@ -26,6 +26,7 @@ DISTRIBUTION_OF = {
     "radiomics": "pyradiomics-bhklab",
     "ignite": "pytorch-ignite",
     "open_clip": "open-clip-torch",
+    "nrrd": "pynrrd",
 }
 
 
