@@ -38,9 +38,8 @@ import torch
 
 import radvlsm.models.radvlsm as radvlsm_module
 from radvlsm.config import bundle_parser
-from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.phantom import generate_phantom_image
-from radvlsm.data.transforms import minmax_normalize
+from radvlsm.data.transforms import ToModelFrame
 from radvlsm.models.encoders.image_encoder import build_image_encoder
 from radvlsm.models.encoders.runtime import EncoderRuntime, available_runtimes
 from radvlsm.predictor import RadVLSMPredictor
@@ -109,7 +108,7 @@ def timing_parts(predictor: RadVLSMPredictor, timer: PartTimer):
 
 def model_input(image: np.ndarray, size: int = 256) -> torch.Tensor:
     """The ``(1, 1, S, S)`` model-frame input of ``image``."""
-    return LongestSideGeometry(image.shape, size).image_to_model(minmax_normalize(image))[None]
+    return ToModelFrame(size)(image)[None]
 
 
 def bundle_predictor(weights: str, runtime: str | None) -> RadVLSMPredictor:

@@ -56,7 +56,7 @@ class RadiomicsExtractor:
     ``(W, H, 1)``), which is what ``force2D: true, force2Ddimension: 0`` in the parameter file expects.
 
     Args:
-        params_file: pyradiomics parameter YAML; default ``configs/radiomics_params.yaml`` of the repository.
+        params_file: pyradiomics parameter YAML; default the bundle's ``configs/radiomics_params.yaml``.
         cache_size: number of results kept in the LRU cache (0 disables caching).
 
     Raises:
@@ -66,8 +66,10 @@ class RadiomicsExtractor:
     def __init__(self, params_file: str | Path | None = None, cache_size: int = 1024) -> None:
         from radiomics import featureextractor
 
-        # Quiet pyradiomics' own (chatty) logger here rather than at import, so importing has no side effects.
+        # Quiet pyradiomics' own (chatty) logger, and pykwalify's "validation.valid" line when it checks the
+        # parameter file, here rather than at import, so importing has no side effects.
         logging.getLogger("radiomics").setLevel(logging.ERROR)
+        logging.getLogger("pykwalify").setLevel(logging.WARNING)
         path = Path(params_file) if params_file is not None else DEFAULT_PARAMS_FILE
         if not path.is_file():
             raise RadVLSMInputError(f"pyradiomics parameter file not found: {path}", source="params_file")

@@ -136,14 +136,13 @@ def test_litemedsam_encoder_exports_within_1e_3(phantom_dir, tmp_path) -> None:
     """The one smoke test on the real weights: the exported TinyViT's embedding of a phantom image."""
     from PIL import Image
 
-    from radvlsm.data.geometry import LongestSideGeometry
-    from radvlsm.data.transforms import minmax_normalize
+    from radvlsm.data.transforms import ToModelFrame
 
     if not EXPORTED:
         pytest.skip("neither onnxruntime nor openvino is installed")
     encoder = build_image_encoder("litemedsam")
     gray = np.asarray(Image.open(sorted((phantom_dir / "Images").glob("*.png"))[0]).convert("L"))
-    x = LongestSideGeometry(gray.shape, 256).image_to_model(minmax_normalize(gray))[None]
+    x = ToModelFrame(256)(gray)[None]
     with torch.no_grad():
         ref = encoder(x)
     for runtime in EXPORTED:
