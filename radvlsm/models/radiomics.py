@@ -69,7 +69,7 @@ class RadiomicsExtractor:
         # Quiet pyradiomics' own (chatty) logger, and pykwalify's "validation.valid" line when it checks the
         # parameter file, here rather than at import, so importing has no side effects.
         logging.getLogger("radiomics").setLevel(logging.ERROR)
-        logging.getLogger("pykwalify").setLevel(logging.WARNING)
+        logging.getLogger("pykwalify.core").setLevel(logging.WARNING)
         path = Path(params_file) if params_file is not None else DEFAULT_PARAMS_FILE
         if not path.is_file():
             raise RadVLSMInputError(f"pyradiomics parameter file not found: {path}", source="params_file")
