@@ -14,14 +14,13 @@ import pathlib
 import tempfile
 from typing import Any
 
-from filelock import FileLock
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from lib.dicom_seg import write_seg
-from lib.monailabel_fixes.atomic_datastore import store_label, write_datastore_file
+from lib.monailabel_fixes.atomic_datastore import store_label, update_datastore_file
 from lib.monailabel_fixes.http_errors import client_errors
 from lib.monailabel_fixes.safe_paths import check_name
 
@@ -78,8 +77,4 @@ class UltrasoundDICOMwebDatastore(DICOMWebDatastore):
 
     def _update_datastore_file(self, lock: bool = True) -> None:
         """Write the local ``datastore_v2.json`` atomically (MONAI Label writes it in place)."""
-        if lock:
-            with FileLock(self._lock_file):
-                write_datastore_file(self)
-        else:
-            write_datastore_file(self)
+        update_datastore_file(self, lock)

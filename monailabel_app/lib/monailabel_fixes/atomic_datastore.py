@@ -58,6 +58,15 @@ def write_datastore_file(store: LocalDatastore) -> None:
     store._config_ts = os.stat(store._datastore_config_path).st_mtime
 
 
+def update_datastore_file(store: LocalDatastore, lock: bool = True) -> None:
+    """:func:`write_datastore_file` under the store's file lock (``lock=False``: the caller holds it)."""
+    if lock:
+        with FileLock(store._lock_file):
+            write_datastore_file(store)
+    else:
+        write_datastore_file(store)
+
+
 def store_label(
     store: LocalDatastore, image_id: str, label_filename: str, label_tag: str, info: dict, reload: bool = True
 ) -> str:
@@ -188,8 +197,4 @@ class AtomicLocalDatastore(LocalDatastore):
 
     def _update_datastore_file(self, lock: bool = True) -> None:
         """Write ``datastore_v2.json`` atomically (MONAI Label's own callers: refresh, removals)."""
-        if lock:
-            with FileLock(self._lock_file):
-                write_datastore_file(self)
-        else:
-            write_datastore_file(self)
+        update_datastore_file(self, lock)
