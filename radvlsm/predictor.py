@@ -21,7 +21,7 @@ from radvlsm.data.transforms import ToModelFrame
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.encoders.runtime import EncoderRuntime
-from radvlsm.models.prompt_cache import InputCache
+from radvlsm.models.prompt_cache import ValueCache, array_key
 from radvlsm.models.radvlsm import RadVLSM, RadVLSMOutput
 from radvlsm.models.result import CandidateResult, RadVLSMResult, RegionRecognitionResult
 
@@ -67,7 +67,7 @@ class RadVLSMPredictor:
         if encoder_runtime is not None and encoder_runtime.precision != "f32" and embedding_cache is not None:
             embedding_cache.namespace += f":{encoder_runtime.precision}"  # never mixed with float embeddings
         self.transform = ToModelFrame(model.image_size)
-        self.input_cache = InputCache()  # further prompts on an image skip the preprocessing
+        self.input_cache = ValueCache(max_items=8)  # further prompts on an image skip the preprocessing
         self.reset_image()
 
     # ------------------------------------------------------------------ image
@@ -92,7 +92,7 @@ class RadVLSMPredictor:
         Raises:
             RadVLSMInputError: not one 2D image, too small, or NaN / infinite values.
         """
-        x = self.input_cache.get_or_compute(np.asarray(image), lambda: self.transform(image)[None])
+        x = self.input_cache.get_or_compute(array_key(np.asarray(image)), lambda: self.transform(image)[None])
         x = x.to(self.model.device)
         encoder = self.encoder_runtime or self.model.image_encoder
         cache = self.embedding_cache

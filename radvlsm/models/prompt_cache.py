@@ -17,8 +17,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from radvlsm.models.candidates import CandidatePrompts
-
 logger = logging.getLogger(__name__)
 
 
@@ -40,80 +38,16 @@ def weights_fingerprint(*parts: object) -> str:
     return hashlib.sha1(repr(items).encode()).hexdigest()[:16]
 
 
-class CandidateCache:
-    """LRU cache ``embedding -> CandidatePrompts`` (CPU copies).
-
-    Args:
-        max_items: entries kept (least recently used dropped first).
-    """
-
-    def __init__(self, max_items: int = 32) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[str, CandidatePrompts] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        """Forget every entry (e.g. after the focusing weights changed)."""
-        self._items.clear()
-
-    def get_or_compute(
-        self, embeddings: torch.Tensor, compute: Callable[[], CandidatePrompts], salt: str = ""
-    ) -> CandidatePrompts:
-        """The cached candidates of ``embeddings``, or ``compute()``'s (then cached).
-
-        Args:
-            embeddings: ``(B, C, h, w)`` the candidates are computed from.
-            compute: returns the :class:`CandidatePrompts` of ``embeddings``.
-            salt: extra key text, e.g. a fingerprint of the weights ``compute`` uses.
-        """
-        key = salt + embedding_key(embeddings)
-        value = self._items.get(key)
-        if value is not None:
-            self.hits += 1
-            self._items.move_to_end(key)
-            return value
-        self.misses += 1
-        value = compute().to("cpu")
-        self._items[key] = value
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-        return value
-
-
-class InputCache:
-    """LRU cache ``original image -> model-frame input`` so further prompts on an image skip the preprocessing.
-
-    Keyed by a hash of the ``(H, W)`` float image's bytes and shape (cheaper than min-max scaling and the
-    area resize it saves).
-
-    Args:
-        max_items: entries kept.
-    """
-
-    def __init__(self, max_items: int = 8) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
-
-    def get_or_compute(self, gray: np.ndarray, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The cached input for ``gray``, or ``compute()``'s (then cached)."""
-        arr = np.ascontiguousarray(gray)
-        key = hashlib.sha1(f"{arr.shape}{arr.dtype}".encode() + arr.tobytes()).hexdigest()
-        value = self._items.get(key)
-        if value is None:
-            value = compute()
-            self._items[key] = value
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-        self._items.move_to_end(key)
-        return value
+def array_key(array: np.ndarray) -> str:
+    """Content hash of an image array (bytes, shape and dtype): cheaper than the preprocessing it saves."""
+    arr = np.ascontiguousarray(array)
+    return hashlib.sha1(f"{arr.shape}{arr.dtype}".encode() + arr.tobytes()).hexdigest()
 
 
 class ValueCache:
-    """The last few values of a computation keyed by a string (e.g. a weights fingerprint and a prompt).
+    """LRU cache of the last few values of a computation keyed by a string: the click path's candidates
+    (key: a weights fingerprint + :func:`embedding_key`), the predictor's model-frame input (:func:`array_key`),
+    the lesion prompt's text embedding (a weights fingerprint + the prompt).
 
     Args:
         max_items: entries kept.

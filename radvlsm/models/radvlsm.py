@@ -31,7 +31,7 @@ from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
 from radvlsm.models.decode import decode_candidates, decode_prompts
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
-from radvlsm.models.prompt_cache import CandidateCache, ValueCache, weights_fingerprint
+from radvlsm.models.prompt_cache import ValueCache, embedding_key, weights_fingerprint
 from radvlsm.models.region_prompt import RegionRasterizer, pool_region
 from radvlsm.models.reliability import (
     ReliabilityHead,
@@ -164,7 +164,7 @@ class RadVLSM(nn.Module):
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
-        self.candidate_cache = CandidateCache()  # click path: response-map candidates once per image
+        self.candidate_cache = ValueCache(max_items=32)  # click path: response-map candidates once per image
         self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
     def train(self, mode: bool = True) -> RadVLSM:
@@ -348,10 +348,11 @@ class RadVLSM(nn.Module):
         def generate() -> CandidatePrompts:
             with torch.no_grad():
                 cam = F.interpolate(torch.sigmoid(self.focus_logits(embeddings)), size=(size, size), mode="bilinear")
-                return self.candidate_generator(minmax_per_image(cam))
+                return self.candidate_generator(minmax_per_image(cam)).to("cpu")
 
         salt = weights_fingerprint(self.aligner, self.focus, self.prompt_learner, self.candidate_generator)
-        cands = self.candidate_cache.get_or_compute(embeddings, generate, salt).to(points.device)  # once per image
+        key = salt + embedding_key(embeddings)
+        cands = self.candidate_cache.get_or_compute(key, generate).to(points.device)  # once per image
         boxes = []
         for b in range(points.shape[0]):
             pos, neg = points[b][labels[b] == 1], points[b][labels[b] == 0]
