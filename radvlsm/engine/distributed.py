@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -60,6 +64,23 @@ def _gather_done(ok: bool) -> list[bool]:
     return [bool(f) for f in flags]
 
 
+def _on_every_rank(what: str, work: Callable[[], T]) -> T:
+    """Run this rank's ``work``; then every rank learns whether all succeeded (none waits for a failed one).
+
+    Raises:
+        RuntimeError: naming the ranks where ``work`` failed (a failed rank re-raises its own error).
+    """
+    ok = False
+    try:
+        result = work()
+        ok = True
+    finally:
+        flags = _gather_done(ok)
+    if not all(flags):
+        raise RuntimeError(f"{what} failed on rank(s) {[r for r, f in enumerate(flags) if not f]}")
+    return result
+
+
 def evaluate_distributed(
     predictor, items: list[dict], output_dir: str | Path, n_overlays: int = 8, prompted: bool = True
 ):
@@ -82,15 +103,11 @@ def evaluate_distributed(
     out = Path(output_dir)
     mine = shard(items)
     per_rank_overlays = -(-n_overlays // world_size())
-    ok = False
-    try:
-        logger.info("rank %d of %d evaluates %d of %d images", rank(), world_size(), len(mine), len(items))
-        summary = evaluate(predictor, mine, out / f"rank{rank()}", n_overlays=per_rank_overlays, prompted=prompted)
-        ok = True
-    finally:
-        flags = _gather_done(ok)
-    if not all(flags):
-        raise RuntimeError(f"evaluation failed on rank(s) {[r for r, f in enumerate(flags) if not f]}")
+    logger.info("rank %d of %d evaluates %d of %d images", rank(), world_size(), len(mine), len(items))
+    summary = _on_every_rank(
+        "evaluation",
+        lambda: evaluate(predictor, mine, out / f"rank{rank()}", n_overlays=per_rank_overlays, prompted=prompted),
+    )
     if is_main_process():
         order = [item.get("id", Path(item["image"]).stem) for item in items]
         summary = merge_evaluations([out / f"rank{r}" for r in range(world_size())], out, order)
@@ -118,18 +135,14 @@ def predict_images_distributed(predictor, source: str | Path, output_dir: str | 
     mine = [str(p.resolve()) for p in shard(list_images(source))]
     datalist = mine_dir / "images.json"
     datalist.write_text(json.dumps([{"image": p} for p in mine], indent=2))
-    ok = False
-    try:
-        summary = (
+    summary = _on_every_rank(
+        "inference",
+        lambda: (
             predict_images(predictor, datalist, mine_dir)
             if mine
             else {"n_images": 0, "n_done": 0, "failures": {}, "results": {}}
-        )
-        ok = True
-    finally:
-        flags = _gather_done(ok)
-    if not all(flags):
-        raise RuntimeError(f"inference failed on rank(s) {[r for r, f in enumerate(flags) if not f]}")
+        ),
+    )
     if is_main_process():
         parts = [
             json.loads((out / f"rank{r}" / "summary.json").read_text())
