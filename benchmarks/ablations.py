@@ -4,10 +4,14 @@ For every test image (at its original size, as the bundle's evaluation):
 
 - ``automatic``: the full prompt-free pipeline (candidates, reliability, MCRA);
 - ``single_best_candidate``: the most reliable candidate's mask alone (no MCRA fusion);
-- ``focus_map_only``: the lesion response map thresholded at 0.5 (no SAM);
-- ``truth_box`` / ``centre_click``: the fine-tuned decoder with the truth box / one click at the lesion centre;
-- ``litemedsam_truth_box``: the pretrained LiteMedSAM decoder with the truth box, no fine-tuning;
-- diagnosis AUC with and without the radiomics fusion.
+- ``map_candidates_only`` / ``learned_candidates_only``: the most reliable of the response map's candidates /
+  of the learned-prompt candidates alone;
+- ``focus_map_only``: the focusing head's probability thresholded at 0.5 (no SAM);
+- ``truth_box`` / ``centre_click``: the model's decoder with the truth box / one click at the lesion centre;
+- ``litemedsam_truth_box``: the pretrained LiteMedSAM decoder with the truth box, no fine-tuning (the same as
+  ``truth_box`` when the model ships no tuned decoder);
+- diagnosis AUC with and without the radiomics fusion;
+- per scanner (the item's ``device``): Dice of every row and the AUC, with 95% bootstrap intervals.
 
 Usage::
 
@@ -41,6 +45,8 @@ logger = logging.getLogger("benchmarks.ablations")
 SEGMENTATION_ROWS = (
     "automatic",
     "single_best_candidate",
+    "map_candidates_only",
+    "learned_candidates_only",
     "focus_map_only",
     "truth_box",
     "centre_click",
@@ -67,7 +73,7 @@ def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.nda
     return float(segmentation_metrics(mask, truth)["dice"][0])
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: weights built inside it could not be fingerprinted (caches)
 def run(
     dataset_dir: str,
     split_file: str,
@@ -86,7 +92,7 @@ def run(
     untuned = build_network(**overrides).eval()  # the pretrained LiteMedSAM decoder, untouched
     items = split_items(dataset_dir, split_file, split, limit)
     rows: dict[str, list[float]] = {name: [] for name in SEGMENTATION_ROWS}
-    probs_fused, probs_visual, labels = [], [], []
+    probs_fused, probs_visual, labels, devices = [], [], [], []
     started = time.perf_counter()
     for i, item in enumerate(items):
         image = read_image_2d(item["image"])
@@ -98,12 +104,20 @@ def run(
         reliability = out.reliability_logits.masked_fill(~out.candidates.valid, float("-inf"))
         best = int(reliability[0].argmax())
         rows["single_best_candidate"].append(_dice(torch.sigmoid(out.mask_logits[0, best, 0]), geometry, truth))
-        rows["focus_map_only"].append(_dice(out.cam[0, 0], geometry, truth))
+        n_map = out.point_mask_logits.shape[1]
+        for name, part in (("map_candidates_only", slice(0, n_map)), ("learned_candidates_only", slice(n_map, None))):
+            if reliability[0, part].numel():
+                k = int(reliability[0, part].argmax()) + part.start
+                rows[name].append(_dice(torch.sigmoid(out.mask_logits[0, k, 0]), geometry, truth))
+        size = out.cam.shape[-2:]
+        focus_prob = torch.nn.functional.interpolate(torch.sigmoid(out.cam_logits), size=size, mode="bilinear")
+        rows["focus_map_only"].append(_dice(focus_prob[0, 0], geometry, truth))
         binary = (out.fused.mask_prob > 0.5).float()
         final_logits, _ = model.fuse_radiomics(x, binary, out.fused.region_emb, out.fused.diag_logits)
         probs_fused.append(float(torch.softmax(final_logits, -1)[0, 1]))
         probs_visual.append(float(torch.softmax(out.fused.diag_logits, -1)[0, 1]))
         labels.append(int(item.get("diagnosis", 0)))
+        devices.append(str(item.get("device") or "unknown"))
         box, click = truth_prompts(truth)
         if box is not None:
             p_box = validate_prompts(geometry, None, None, box, None)
@@ -126,6 +140,7 @@ def run(
     y = np.asarray(labels)
     fused = diagnosis_metrics(np.asarray(probs_fused), y)
     visual = diagnosis_metrics(np.asarray(probs_visual), y)
+    per_image = {name: np.asarray(v) for name, v in rows.items() if len(v) == len(items)}
     return {
         "n_images": len(items),
         "split": split,
@@ -135,7 +150,47 @@ def run(
         "auc_visual_only": visual["auc"],
         "accuracy_with_radiomics": fused["accuracy"],
         "accuracy_visual_only": visual["accuracy"],
+        "sensitivity_with_radiomics": fused["sensitivity"],
+        "specificity_with_radiomics": fused["specificity"],
+        "intervals": intervals(per_image, np.asarray(probs_fused), y),
+        "per_scanner": {
+            device: {
+                "n_images": int(sel.sum()),
+                **intervals({k: v[sel] for k, v in per_image.items()}, np.asarray(probs_fused)[sel], y[sel]),
+            }
+            for device in sorted(set(devices))
+            for sel in [np.asarray(devices) == device]
+        },
     }
+
+
+def _auc(prob: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC (Mann-Whitney), NaN with one class only."""
+    pos, neg = prob[y == 1], prob[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+
+
+def intervals(rows: dict[str, np.ndarray], prob: np.ndarray, y: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Means of per-image Dice rows and the AUC, each with a 95% percentile bootstrap interval over images."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    idx = rng.integers(0, n, size=(n_boot, n)) if n else np.zeros((0, 0), int)
+    out: dict[str, dict] = {}
+    for name, values in rows.items():
+        boots = values[idx].mean(1) if n else np.array([np.nan])
+        out[f"dice_{name}"] = {"mean": float(values.mean()) if n else float("nan"), "ci95": _ci(boots)}
+    aucs = np.array([_auc(prob[i], y[i]) for i in idx]) if n else np.array([np.nan])
+    out["auc"] = {"mean": _auc(prob, y), "ci95": _ci(aucs)}
+    return out
+
+
+def _ci(values: np.ndarray) -> list[float]:
+    values = values[np.isfinite(values)]
+    return (
+        [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else [float("nan")] * 2
+    )
 
 
 def split_benchmark_parser(description: str) -> argparse.ArgumentParser:

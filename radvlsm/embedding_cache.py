@@ -37,6 +37,9 @@ class EmbeddingCache:
             may share it: each file is written under a per-process temporary name, then renamed atomically.
         namespace: identifies the encoder weights; part of every key.
         dtype: storage dtype (``float16`` halves memory; values are returned as float32).
+        compute_with: computes missing embeddings in place of the encoder given to :meth:`get_or_compute`
+            (an :class:`radvlsm.models.encoders.runtime.EncoderRuntime` of the same weights: the same values,
+            several times faster on a CPU); None uses that encoder.
     """
 
     def __init__(
@@ -45,8 +48,10 @@ class EmbeddingCache:
         cache_dir: str | Path | None = None,
         namespace: str = "",
         dtype: torch.dtype = torch.float16,
+        compute_with=None,
     ) -> None:
         self.max_items = max_items
+        self.compute_with = compute_with
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.namespace = namespace
         self.dtype = dtype
@@ -58,7 +63,12 @@ class EmbeddingCache:
 
     @classmethod
     def for_encoder(
-        cls, encoder: torch.nn.Module, max_items: int, cache_dir: str | Path | None = None, name: str = "encoder"
+        cls,
+        encoder: torch.nn.Module,
+        max_items: int,
+        cache_dir: str | Path | None = None,
+        name: str = "encoder",
+        compute_with=None,
     ) -> EmbeddingCache:
         """A cache whose namespace is a hash of ``encoder``'s weights: a tuned encoder never reuses stale files.
 
@@ -67,11 +77,17 @@ class EmbeddingCache:
             max_items: embeddings kept in memory.
             cache_dir: optional folder mirrored on disk (shared by processes and restarts).
             name: readable prefix of the namespace.
+            compute_with: see the class (an encoder runtime of ``encoder``'s weights).
         """
         digest = hashlib.sha1()
         for tensor in encoder.state_dict().values():
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return cls(max_items=max_items, cache_dir=cache_dir or None, namespace=f"{name}:{digest.hexdigest()[:16]}")
+        return cls(
+            max_items=max_items,
+            cache_dir=cache_dir or None,
+            namespace=f"{name}:{digest.hexdigest()[:16]}",
+            compute_with=compute_with,
+        )
 
     def __len__(self) -> int:
         return len(self._items)
@@ -112,6 +128,7 @@ class EmbeddingCache:
         self.hits += len(found)
         self.misses += len(missing)
         if missing:
+            encoder = self.compute_with if self.compute_with is not None else encoder
             # cached embeddings must not depend on the batch: eval mode (BatchNorm running statistics)
             was_training = encoder.training
             encoder.eval()

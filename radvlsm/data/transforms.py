@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -46,8 +47,9 @@ from monai.transforms import (
     Transform,
 )
 from monai.transforms.inverse import InvertibleTransform
-from monai.utils import TraceKeys
+from monai.utils import TraceKeys, convert_to_tensor
 from PIL import Image
+from scipy import ndimage
 
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.errors import RadVLSMInputError
@@ -481,3 +483,102 @@ def get_transforms(
         EnsureTyped(keys, dtype=torch.float32, track_meta=track_meta),
     ]
     return UltrasoundCompose(steps)
+
+
+class UltrasoundViewd(MapTransform):
+    """A reproducible augmented *view* of an image and its mask, chosen by the item's ``view`` index.
+
+    View 0 is the image itself; view ``v > 0`` applies crop or zoom-out (scale), left-right flip, blur,
+    gamma, contrast/brightness and correlated speckle, drawn from a generator seeded by ``(seed, v, id)``.
+    Deterministic per item, so it can sit in a ``CacheDataset``'s cached part and each view's embedding is
+    computed once (training on cached embeddings with a frozen encoder), while different views of an image,
+    and different images, see different scanner-like changes. Run it at the original size, before
+    :class:`LongestSidePadd`.
+
+    Args:
+        keys: ``image`` then, optionally, ``label`` (``(1, H, W)``; the label gets the geometric changes only).
+        view_key: item key holding the view index (absent: view 0).
+        id_key: item key that names the image (seeds its views).
+        seed: global seed.
+        crop: smallest crop side, as a fraction of the image side (the crop keeps the lesion's box inside).
+        zoom_out: largest zero border added on each side, as a fraction of the image side.
+        gamma: ``(low, high)`` gamma range (log-uniform).
+        contrast: largest relative contrast change.
+        brightness: largest brightness shift.
+        speckle: largest multiplicative noise standard deviation.
+        blur: largest Gaussian blur sigma in pixels (applied to half of the views).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        view_key: str,
+        id_key: str,
+        seed: int,
+        crop: float,
+        zoom_out: float,
+        gamma: Sequence[float],
+        contrast: float,
+        brightness: float,
+        speckle: float,
+        blur: float,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        if not 0 < crop <= 1 or zoom_out < 0 or len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
+            raise RadVLSMInputError(
+                f"need 0 < crop <= 1, zoom_out >= 0, 0 < gamma[0] <= gamma[1]; got {crop}, {zoom_out}, {gamma}",
+                "UltrasoundViewd",
+            )
+        self.view_key, self.id_key, self.seed = view_key, id_key, int(seed)
+        self.crop, self.zoom_out = float(crop), float(zoom_out)
+        self.gamma = (float(gamma[0]), float(gamma[1]))
+        self.contrast, self.brightness = float(contrast), float(brightness)
+        self.speckle, self.blur = float(speckle), float(blur)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        view = int(d.get(self.view_key, 0) or 0)
+        if view == 0:
+            return d
+        name = str(d.get(self.id_key, ""))
+        rng = np.random.default_rng([self.seed, view, zlib.crc32(name.encode())])
+        keys = [k for k in self.key_iterator(d)]
+        image_key, label_key = keys[0], (keys[1] if len(keys) > 1 else None)
+        img = convert_to_tensor(d[image_key], dtype=torch.float32, track_meta=False)
+        lab = None if label_key is None else convert_to_tensor(d[label_key], dtype=torch.float32, track_meta=False)
+        h, w = img.shape[-2:]
+        # scale: crop around the lesion (zoom in) or a zero border (zoom out)
+        if rng.random() < 0.6:
+            ch = max(8, round(h * rng.uniform(self.crop, 1.0)))
+            cw = max(8, round(w * rng.uniform(self.crop, 1.0)))
+            if lab is not None and bool(lab.any()):
+                ys, xs = torch.nonzero(lab[0] > 0.5, as_tuple=True)
+                y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+                ch, cw = max(ch, min(h, y1 - y0 + 8)), max(cw, min(w, x1 - x0 + 8))
+                lo_y, lo_x = max(0, y1 + 4 - ch), max(0, x1 + 4 - cw)  # the lesion stays inside the crop
+                top = int(rng.integers(lo_y, max(lo_y, min(y0 - 4, h - ch)) + 1))
+                left = int(rng.integers(lo_x, max(lo_x, min(x0 - 4, w - cw)) + 1))
+            else:
+                top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            top, left = min(max(top, 0), h - ch), min(max(left, 0), w - cw)
+            img = img[..., top : top + ch, left : left + cw]
+            lab = None if lab is None else lab[..., top : top + ch, left : left + cw]
+        else:
+            pad = [round(s * rng.uniform(0, self.zoom_out)) for s in (w, w, h, h)]
+            img = torch.nn.functional.pad(img, pad)
+            lab = None if lab is None else torch.nn.functional.pad(lab, pad)
+        if rng.random() < 0.5:
+            img, lab = img.flip(-1), (None if lab is None else lab.flip(-1))
+        arr = img.numpy().astype(np.float32)
+        if rng.random() < 0.5:
+            arr = ndimage.gaussian_filter(arr, sigma=(0, rng.uniform(0.3, self.blur), rng.uniform(0.3, self.blur)))
+        noise = ndimage.gaussian_filter(rng.standard_normal(arr.shape).astype(np.float32), sigma=(0, 1.0, 1.0))
+        noise /= max(float(noise.std()), 1e-6)
+        arr = arr * (1.0 + rng.uniform(0, self.speckle) * noise)
+        arr = np.clip(arr, 0.0, 1.0) ** float(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+        arr = (arr - 0.5) * (1 + rng.uniform(-self.contrast, self.contrast)) + 0.5
+        arr = np.clip(arr + rng.uniform(-self.brightness, self.brightness), 0.0, 1.0)
+        d[image_key] = torch.from_numpy(arr.astype(np.float32))
+        if label_key is not None:
+            d[label_key] = lab
+        return d

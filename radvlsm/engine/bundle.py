@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
+from monai.data import DataLoader
 
 from radvlsm.atomic_files import atomic_write, atomic_write_text
 from radvlsm.data.datalist import load_dataset
@@ -113,8 +114,9 @@ def run_fusion_stage(
     lr: float,
     weight_decay: float,
     seed: int = 0,
+    val_loader=None,
 ) -> dict[str, float]:
-    """Stage 4: radiomics of predicted training masks, standardiser fit, fusion head training.
+    """Stage 4: radiomics of predicted training masks, standardiser fit, fusion head training, calibration.
 
     Args:
         model: the network.
@@ -122,12 +124,20 @@ def run_fusion_stage(
         cache: embedding cache; device: where it runs.
         epochs, lr, weight_decay: the fusion head's full-batch AdamW steps (``train.json``).
         seed: seeds the head's dropout.
+        val_loader: validation images; when given, the fused probability's temperature is fitted on them.
     """
     if model.fusion is None:
         logger.info("radiomics fusion is off; skipping the fusion stage")
         return {}
     inputs = collect_fusion_inputs(model, loader, cache, device)
-    return fit_fusion(model, inputs, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed)
+    report = fit_fusion(model, inputs, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed)
+    if val_loader is not None:  # temperature scaling on held-out images: a calibrated probability
+        val = collect_fusion_inputs(model, val_loader, cache, device)
+        with torch.no_grad():
+            fused = model.fusion(val["visual_emb"], model.standardizer(val["radiomics"]), val["visual_logits"])
+        report["temperature"] = model.fusion.calibrate(fused, val["diagnosis"])
+        logger.info("fusion stage: temperature %.3f fitted on %d validation images", report["temperature"], len(fused))
+    return report
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:
@@ -206,3 +216,49 @@ def subset(items: list[dict], n: int, seed: int = 0) -> list[dict]:
     chosen = sorted(order[:n])
     logger.info("using %d of %d training images (train_subset)", n, len(items))
     return [items[i] for i in chosen]
+
+
+def with_views(items: list[dict], n_views: int) -> list[dict]:
+    """Each item ``n_views`` times, with ``view`` 0 (the image itself) to ``n_views - 1`` (augmented views).
+
+    With :class:`radvlsm.data.transforms.UltrasoundViewd` in the cached preprocessing, each view is one fixed
+    augmentation whose embedding is computed once: augmentation on a frozen encoder's cached embeddings.
+    """
+    if n_views < 1:
+        raise RadVLSMInputError(f"must be at least 1, got {n_views}", "n_views")
+    return [{**item, "view": v} for v in range(n_views) for item in items]
+
+
+def encode_datasets(datasets, cache, encoder, batch_size: int = 8) -> dict[str, int]:
+    """Fill ``cache`` with the embeddings of every image of ``datasets`` (one encoder pass each), showing progress.
+
+    Training then reads every embedding from the cache; a restarted run skips what is already on disk.
+
+    Returns:
+        how many embeddings were found and computed.
+    """
+    hits, misses = cache.hits, cache.misses
+    total = sum(len(ds) for ds in datasets)
+    done = 0
+    for ds in datasets:
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+        for batch in loader:
+            cache.get_or_compute(torch.as_tensor(batch["image"]).float(), encoder)
+            done += len(batch["image"])
+            if done % (25 * batch_size) < batch_size or done == total:
+                logger.info("embeddings: %d/%d images (%d computed)", done, total, cache.misses - misses)
+    counts = {"found": cache.hits - hits, "computed": cache.misses - misses}
+    logger.info("embeddings ready: %s", counts)
+    return counts
+
+
+def random_subset(dataset, n: int, seed: int = 0):
+    """``n`` items of ``dataset`` drawn without replacement (all of them when ``n`` is 0 or too large).
+
+    Stage ``segment`` tunes the decoder copy, the costliest step on a CPU; ``train.json`` bounds it this way.
+    """
+    if n <= 0 or n >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    logger.info("stage segment: %d of %d training views", n, len(dataset))
+    return torch.utils.data.Subset(dataset, sorted(order.tolist()))

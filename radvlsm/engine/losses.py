@@ -19,6 +19,7 @@ from monai.losses import DiceFocalLoss, DiceLoss
 from torch import nn
 
 from radvlsm.models.align import contrastive_loss
+from radvlsm.models.decode import decode_learned
 from radvlsm.models.focus import focus_loss
 from radvlsm.models.reliability import mask_iou, reliability_loss
 
@@ -41,6 +42,8 @@ class LossWeights:
         region_contrastive: InfoNCE between prompted-region embeddings and their clinical text (stage region).
         region_class_alignment: zero-shot class prompt cross-entropy of prompted regions (stage region).
         global_context: ``1 - cos`` between the prompted and unprompted global image embeddings (stage region).
+        learned_prompt: Dice + focal of the best learned prompt's mask (stage prompts).
+        learned_spread: weight of the mean over all learned prompts against the best one (stage prompts).
     """
 
     contrastive: float = 1.0
@@ -56,6 +59,8 @@ class LossWeights:
     region_contrastive: float = 1.0
     region_class_alignment: float = 0.5
     global_context: float = 1.0
+    learned_prompt: float = 1.0
+    learned_spread: float = 0.25
 
 
 def masked_region_embedding(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -82,6 +87,7 @@ class RadVLSMLoss(nn.Module):
         self.weights = weights or LossWeights()
         self.dice_focal = DiceFocalLoss(sigmoid=True, reduction="mean")
         self.dice_prob = DiceLoss(sigmoid=False, reduction="mean")
+        self.dice_focal_each = DiceFocalLoss(sigmoid=True, reduction="none")
 
     def align(self, model, embeddings: torch.Tensor, label: torch.Tensor, texts: list[str], diagnosis: torch.Tensor):
         """Stage ``align`` losses.
@@ -107,13 +113,34 @@ class RadVLSMLoss(nn.Module):
         classes = model.text_embedding(model.class_prompts)
         scale = model.aligner.logit_scale.exp().clamp(max=100)
         terms["class_alignment"] = F.cross_entropy(scale * region @ classes.t(), diagnosis)
-        terms["focus"] = focus_loss(model.focus(patches, model.lesion_embedding()), label)
+        terms["focus"] = focus_loss(model.focus(embeddings, patches, model.lesion_embedding()), label)
         total = (
             w.contrastive * terms["contrastive"]
             + w.class_alignment * terms["class_alignment"]
             + w.focus * terms["focus"]
         )
         return total, terms
+
+    def prompts(self, model, embeddings: torch.Tensor, label: torch.Tensor):
+        """Stage ``prompts``: the learned decoder prompts, best-of-L Dice + focal (multiple-choice learning).
+
+        Each image's loss is its best prompt's plus ``learned_spread`` times the mean over all prompts, so that
+        every prompt stays useful while they specialise.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM` with ``learned_prompts``.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)``.
+
+        Returns:
+            (total loss, dict of named scalar terms).
+        """
+        out = decode_learned(model.candidate_decoder, embeddings, model.learned_prompts())
+        b, n = out.mask_logits.shape[:2]
+        per = self.dice_focal_each(out.mask_logits.flatten(0, 1), label.repeat_interleave(n, 0))
+        per = per.flatten(1).mean(1).view(b, n)
+        best = per.min(dim=1).values.mean()
+        terms = {"learned_best": best, "learned_mean": per.mean()}
+        return self.weights.learned_prompt * (best + self.weights.learned_spread * per.mean()), terms
 
     def segment(self, model, embeddings: torch.Tensor, label: torch.Tensor, diagnosis: torch.Tensor, boxes, points):
         """Stage ``segment`` losses.
@@ -132,12 +159,21 @@ class RadVLSMLoss(nn.Module):
         k = valid.shape[1]
         truth_k = label[:, None].expand(-1, k, -1, -1, -1)
         flat = out.mask_logits.flatten(0, 1)[valid.flatten()]
-        terms = {"candidate_mask": self.dice_focal(flat, truth_k.flatten(0, 1)[valid.flatten()])}
-        box_logits, box_diag, _, box_iou = model.forward_prompted(embeddings, boxes=boxes)
-        pt_logits, _, _, _ = model.forward_prompted(
-            embeddings, points=points, point_labels=torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
-        )
-        terms["prompt_mask"] = 0.5 * (self.dice_focal(box_logits, label) + self.dice_focal(pt_logits, label))
+        zero = embeddings.new_zeros(())
+        terms = {
+            "candidate_mask": self.dice_focal(flat, truth_k.flatten(0, 1)[valid.flatten()])
+            if w.candidate_mask
+            else zero
+        }
+        _, box_diag, _, _ = model.forward_prompted(embeddings, boxes=boxes)  # diagnosis from a box too
+        terms["prompt_mask"] = zero
+        if w.prompt_mask:  # clicks (completed with a box from the map) on the tuned decoder copy
+            pt_logits, _, _, _ = model.forward_prompted(
+                embeddings,
+                points=points,
+                point_labels=torch.ones(points.shape[:2], dtype=torch.long, device=points.device),
+            )
+            terms["prompt_mask"] = self.dice_focal(pt_logits, label)
         fused = out.fused.mask_prob.clamp(1e-6, 1 - 1e-6)
         terms["fused_mask"] = self.dice_prob(fused, label) + F.binary_cross_entropy(fused, label)
         cand_ce = F.cross_entropy(
@@ -150,10 +186,11 @@ class RadVLSMLoss(nn.Module):
         )
         with torch.no_grad():
             target_iou = mask_iou(torch.sigmoid(out.mask_logits), label)
-            box_target = mask_iou(torch.sigmoid(box_logits)[:, None], label)[:, 0]
         terms["reliability"] = reliability_loss(out.reliability_logits, target_iou, valid)
-        iou_err = (out.iou_pred - target_iou) ** 2
-        terms["iou_head"] = (iou_err * valid.float()).sum() / valid.sum().clamp(min=1) + F.mse_loss(box_iou, box_target)
+        terms["iou_head"] = zero
+        if w.iou_head:
+            iou_err = (out.iou_pred - target_iou) ** 2
+            terms["iou_head"] = (iou_err * valid.float()).sum() / valid.sum().clamp(min=1)
         total = (
             w.candidate_mask * terms["candidate_mask"]
             + w.prompt_mask * terms["prompt_mask"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from radvlsm.engine.losses import RadVLSMLoss
 
-STAGES = ("align", "segment", "region")
+STAGES = ("align", "prompts", "segment", "region")
 
 
 class TrainingStep(nn.Module):
@@ -70,6 +70,8 @@ class TrainingStep(nn.Module):
             if texts is None:
                 raise ValueError("stage 'align' needs the clinical texts")
             return self.loss.align(self.model, embeddings, labels, list(texts), diagnosis)
+        if self.stage == "prompts":
+            return self.loss.prompts(self.model, embeddings, labels)
         if boxes is None or points is None:
             raise ValueError(f"stage {self.stage!r} needs the truth boxes and points")
         if self.stage == "region":

@@ -3,7 +3,9 @@ its datasets, loaders and evaluators in ``train.json``).
 
 Stages (the method's order):
   1. ``align``: semantic alignment (InfoNCE) and lesion focusing; trains the aligner, focus and CoOp context.
-  2. ``segment``: SAM decoder, reliability head, diagnosis head, with candidates generated on the fly.
+  2. ``prompts``: the learned decoder prompts (decoder frozen); ``segment``: the automatic path's copy of the
+     decoder, the reliability and diagnosis heads, with candidates generated on the fly. LiteMedSAM's own
+     decoder, which serves user boxes, is never tuned.
   3. ``region``: the feature-level region prompt path (MedP-CLIP style region recognition) on region-text
      pairs from the truth masks; everything the automatic pipeline uses stays frozen.
   4. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
@@ -35,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 STAGE_MODULES = {
     "align": ("aligner", "focus", "prompt_learner"),
-    "segment": ("mask_decoder", "reliability_head", "diagnosis_head", "mcra"),
+    "prompts": ("learned_prompts",),
+    "segment": ("auto_decoder", "reliability_head", "diagnosis_head", "mcra"),
     "fusion": ("fusion",),
     "region": ("region_prompt", "region_context"),
 }
@@ -181,7 +184,11 @@ def build_stage_trainer(
         raise ValueError(f"stage {stage!r} has nothing to train: the model has none of {STAGE_MODULES[stage]}")
     # the pretrained decoder (and encoder) fine-tune at lr; the freshly initialised heads learn faster
     pretrained = {
-        id(p) for n in ("mask_decoder", "image_encoder") for p in getattr(model, n).parameters() if p.requires_grad
+        id(p)
+        for n in ("mask_decoder", "auto_decoder", "image_encoder")
+        if getattr(model, n, None) is not None
+        for p in getattr(model, n).parameters()
+        if p.requires_grad
     }
     groups = [
         {"params": [p for p in params if id(p) in pretrained], "lr": lr},

@@ -10,6 +10,7 @@ that chooses and sizes the parts is ``network_def`` in ``bundles/radvlsm_breast_
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,8 +24,9 @@ from radvlsm.models.candidates import CandidateGenerator
 from radvlsm.models.diagnosis import DiagnosisHead
 from radvlsm.models.encoders.image_encoder import build_image_encoder
 from radvlsm.models.encoders.text_encoder import build_text_encoder
-from radvlsm.models.focus import LesionFocus
+from radvlsm.models.focus import TextConditionedFocus
 from radvlsm.models.fusion import RadiomicsStandardizer, VisualRadiomicsFusion
+from radvlsm.models.learned_prompts import LearnedPrompts
 from radvlsm.models.mcra import MCRA
 from radvlsm.models.radiomics import RadiomicsExtractor
 from radvlsm.models.radvlsm import RadVLSM
@@ -57,12 +59,17 @@ def build_radvlsm(
     text_pretrained: str | None,
     embed_dim: int,
     n_ctx: int,
+    focus_hidden: int,
+    focus_layers: int,
+    n_learned_prompts: int,
+    tuned_decoder: bool,
     lexicon_path: str,
     n_candidates: int,
     cam_thresholds: Sequence[float],
     reliability_hidden: int,
     cluster_iou: float,
     keep_threshold: float,
+    mcra_temperature: float,
     diagnosis_hidden: int,
     click_to_box: bool,
     radiomics: bool,
@@ -81,12 +88,18 @@ def build_radvlsm(
         text_pretrained: open_clip weights (local file or hub name) for ``open_clip:`` towers.
         embed_dim: shared image-text space size.
         n_ctx: CoOp learnable context vectors for the lesion prompt (0 = hand-written prompt only).
+        focus_hidden: channels of the prompt-conditioned focusing head.
+        focus_layers: FiLM blocks of the focusing head.
+        n_learned_prompts: learned decoder prompts added to the candidates (0: none).
+        tuned_decoder: give the automatic candidates and clicks their own copy of the decoder (tuned in stage
+            ``segment``); user boxes keep LiteMedSAM's untouched decoder.
         lexicon_path: clinical lexicon YAML (lesion prompt, class prompts, BI-RADS descriptors).
         n_candidates: K candidate prompts per image.
         cam_thresholds: response-map thresholds used to form candidates.
         reliability_hidden: hidden width of the reliability head.
         cluster_iou: MCRA's mask IoU above which two candidates are the same lesion.
         keep_threshold: MCRA's reliability gate for keeping further lesions.
+        mcra_temperature: MCRA's softmax temperature over reliability logits.
         diagnosis_hidden: hidden size of the diagnosis head.
         click_to_box: complete click-only prompts with a box from the response map.
         radiomics: add pyradiomics features and the visual-radiomics fusion head.
@@ -110,21 +123,27 @@ def build_radvlsm(
     image_dim = image_encoder.embed_dim
     extractor = RadiomicsExtractor(radiomics_params) if radiomics else None
     n_features = len(extractor.feature_names) if extractor else 0
+    learned = None
+    if n_learned_prompts > 0:
+        learned = LearnedPrompts(n_learned_prompts, mask_decoder.embed_dim)
+        learned.init_from_boxes(mask_decoder.prompt_encoder, mask_decoder.image_size)
     return RadVLSM(
         image_encoder=image_encoder,
         mask_decoder=mask_decoder,
         text_encoder=text,
         aligner=SemanticAligner(image_dim, text.embed_dim, embed_dim),
-        focus=LesionFocus(),
+        focus=TextConditionedFocus(image_dim, embed_dim, hidden=focus_hidden, layers=focus_layers),
         candidate_generator=CandidateGenerator(k=n_candidates, thresholds=tuple(cam_thresholds)),
         reliability_head=ReliabilityHead(n_cues=N_CUES, hidden=reliability_hidden),
-        mcra=MCRA(cluster_iou=cluster_iou, keep_threshold=keep_threshold),
+        mcra=MCRA(cluster_iou=cluster_iou, keep_threshold=keep_threshold, temperature=mcra_temperature),
         diagnosis_head=DiagnosisHead(image_dim, hidden=diagnosis_hidden, n_classes=2),
         lesion_prompt=lexicon.lesion_prompt,
         class_prompts=lexicon.class_prompts,
         descriptor_prompts=lexicon.descriptors,
         click_to_box=click_to_box,
         point_sigma=point_sigma,
+        learned_prompts=learned,
+        auto_decoder=copy.deepcopy(mask_decoder) if tuned_decoder else None,
         fusion=VisualRadiomicsFusion(image_dim, n_features, hidden=fusion_hidden) if extractor else None,
         standardizer=RadiomicsStandardizer(n_features) if extractor else None,
         radiomics=extractor,

@@ -55,6 +55,43 @@ class CandidatePrompts:
         """A copy with every tensor on ``device``."""
         return CandidatePrompts(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    def append_masks(self, mask_logits: torch.Tensor, cam: torch.Tensor) -> CandidatePrompts:
+        """These candidates followed by ``L`` mask-only candidates (learned prompts), described by their masks.
+
+        Each mask's box is its foreground's bounding box (the whole frame when empty) and its point the peak
+        logit; it is always valid.
+
+        Args:
+            mask_logits: ``(B, L, 1, S, S)``.
+            cam: ``(B, 1, S, S)`` response map (for the CAM strength of the new boxes).
+        """
+        b, n = mask_logits.shape[:2]
+        fg = mask_logits[:, :, 0] > 0  # (B, L, S, S)
+        s = fg.shape[-1]
+        idx = torch.arange(s, device=fg.device)
+        rows, cols = fg.any(-1), fg.any(-2)  # (B, L, S)
+        big = torch.full_like(rows, s, dtype=torch.long)
+        y1 = torch.where(rows, idx, big).min(-1).values
+        y2 = torch.where(rows, idx + 1, torch.zeros_like(big)).max(-1).values
+        x1 = torch.where(cols, idx, big).min(-1).values
+        x2 = torch.where(cols, idx + 1, torch.zeros_like(big)).max(-1).values
+        empty = ~rows.any(-1)
+        boxes = torch.stack([x1, y1, x2, y2], -1).float()
+        boxes[empty] = torch.tensor([0.0, 0.0, float(s), float(s)], device=fg.device)
+        peak = mask_logits[:, :, 0].flatten(2).argmax(-1)
+        p = self.points.shape[2]
+        points = torch.zeros(b, n, p, 2, device=fg.device)
+        points[:, :, 0, 0], points[:, :, 0, 1] = (peak % s).float(), torch.div(peak, s, rounding_mode="floor").float()
+        labels = torch.full((b, n, p), -1, dtype=torch.long, device=fg.device)
+        labels[:, :, 0] = 1
+        return CandidatePrompts(
+            boxes=torch.cat([self.boxes, boxes.to(self.boxes)], 1),
+            points=torch.cat([self.points, points.to(self.points)], 1),
+            point_labels=torch.cat([self.point_labels, labels], 1),
+            valid=torch.cat([self.valid, torch.ones(b, n, dtype=torch.bool, device=self.valid.device)], 1),
+            cam_strength=torch.cat([self.cam_strength, cam_strength(cam.detach().float(), boxes.to(cam.device))], 1),
+        )
+
 
 def cam_strength(cam: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Mean CAM inside each box minus the mean outside it (pixel ``i`` is inside when ``x1 <= i + 0.5 < x2``).

@@ -187,8 +187,9 @@ def decode_candidates(
     points: torch.Tensor,
     point_labels: torch.Tensor,
     valid: torch.Tensor | None = None,
-) -> tuple[DecoderOutput, DecoderOutput]:
-    """Decode every candidate's box prompt and point prompt in one pass per image.
+    learned: torch.Tensor | None = None,
+) -> tuple[DecoderOutput, DecoderOutput, DecoderOutput | None]:
+    """Decode every candidate's box prompt and point prompt (and the learned prompts) in one pass per image.
 
     Same results (to float rounding) as ``decoder(embeddings, boxes=boxes)`` and
     ``decoder(embeddings, points=points, point_labels=point_labels)``.
@@ -201,14 +202,17 @@ def decode_candidates(
         valid: ``(B, K)`` bool; invalid candidates must copy candidate 0's prompts (as
             :class:`radvlsm.models.candidates.CandidateGenerator` pads) and get its outputs undecoded.
             None: decode all.
+        learned: ``(L, T, C)`` learned prompt tokens (:class:`radvlsm.models.learned_prompts.LearnedPrompts`),
+            decoded for every image in the same pass; None: none.
 
     Returns:
-        the box-prompt and the point-prompt :class:`DecoderOutput` (``(B, K, 1, 4h, 4w)``, ``(B, K)``, ``(B, K, C)``).
+        the box-prompt and the point-prompt :class:`DecoderOutput` (``(B, K, 1, 4h, 4w)``, ``(B, K)``, ``(B, K, C)``)
+        and the learned prompts' (``(B, L, ...)``; None without ``learned``).
     """
     b, k = decoder._check_prompts(embeddings, boxes, points, point_labels, None)
     dtype = embeddings.dtype
     pe = decoder.prompt_encoder
-    outs: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[], []]
+    outs: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[], [], []]
     for i in range(b):
         keep = torch.arange(k, device=embeddings.device)
         if valid is not None:
@@ -217,17 +221,37 @@ def decode_candidates(
             keep = torch.nonzero(valid[i]).flatten()
         box_tokens, _ = pe(points=None, boxes=boxes[i, keep].to(dtype), masks=None)
         point_tokens, _ = pe(points=(points[i, keep].to(dtype), point_labels[i, keep]), boxes=None, masks=None)
-        sparse, mask = _pad_tokens([box_tokens, point_tokens])
+        parts = [box_tokens, point_tokens] + ([] if learned is None else [learned.to(dtype)])
+        sparse, mask = _pad_tokens(parts)
         masks, iou, tokens = decode_sparse(decoder, embeddings[i : i + 1], sparse, mask)
         n = len(keep)
+        if learned is not None:
+            outs[2].append((masks[2 * n :], iou[2 * n :], tokens[2 * n :]))
         # candidate j's output: its own row when decoded, candidate 0's (whose prompts it copies) otherwise
         index = torch.zeros(k, dtype=torch.long, device=embeddings.device)
         index[keep] = torch.arange(n, device=embeddings.device)
         for part, offset in ((0, 0), (1, n)):
             rows = index + offset
             outs[part].append((masks[rows], iou[rows], tokens[rows]))
-    box_out, point_out = (DecoderOutput(*(torch.stack(parts) for parts in zip(*o, strict=True))) for o in outs)
-    return box_out, point_out
+    box_out, point_out, learned_out = (
+        DecoderOutput(*(torch.stack(parts) for parts in zip(*o, strict=True))) if o else None for o in outs
+    )
+    return box_out, point_out, learned_out
+
+
+def decode_learned(decoder: PromptableMaskDecoder, embeddings: torch.Tensor, learned: torch.Tensor) -> DecoderOutput:
+    """Decode only the learned prompts ``(L, T, C)`` on every image ``(B, C, h, w)`` (their training stage).
+
+    Returns:
+        :class:`DecoderOutput` with ``K = L``; differentiable in ``learned``.
+    """
+    mask = torch.ones(learned.shape[:2], dtype=torch.bool, device=learned.device)
+    parts = [
+        decode_sparse(decoder, embeddings[i : i + 1], learned.to(embeddings.dtype), mask)
+        for i in range(len(embeddings))
+    ]
+    masks, iou, tokens = (torch.stack(p) for p in zip(*parts, strict=True))
+    return DecoderOutput(mask_logits=masks, iou_pred=iou, mask_tokens=tokens)
 
 
 def decode_prompts(

@@ -1,4 +1,8 @@
-"""Semantic-guided lesion focusing: class-agnostic prompt -> patch response map (CAM), with a Grad-CAM option."""
+"""Semantic-guided lesion focusing: class-agnostic prompt -> response map (CAM), with a Grad-CAM option.
+
+:class:`LesionFocus` is the patch-text similarity map; :class:`TextConditionedFocus` (the model's focusing head)
+adds a dense, prompt-conditioned correction trained on the truth masks with :func:`focus_loss`.
+"""
 
 from __future__ import annotations
 
@@ -78,6 +82,68 @@ class LesionFocus(nn.Module):
             raise RadVLSMInputError(f"expected (B, 1, h, w), got {tuple(cam.shape)}", "cam")
         size = (size, size) if isinstance(size, int) else tuple(size)
         return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+
+
+class TextConditionedFocus(nn.Module):
+    """Mask-supervised lesion focusing conditioned on the lesion prompt (FiLM, as in CLIPSeg / DenseCLIP).
+
+    The patch-text similarity map of :class:`LesionFocus` plus a dense correction: the image embedding and the
+    similarity map go through residual 3x3 convolution blocks whose features are scaled and shifted by the
+    prompt embedding (FiLM), then a transposed convolution doubles the resolution. The correction's last layer
+    starts at zero, so an untrained head is exactly the similarity map. Several lesions give several blobs.
+
+    Args:
+        image_dim: channels ``C`` of the image embedding.
+        prompt_dim: size ``E`` of the projected prompt embedding (and of the projected patches).
+        hidden: channels of the dense blocks.
+        layers: number of FiLM blocks.
+    """
+
+    def __init__(self, image_dim: int, prompt_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        if min(image_dim, prompt_dim, hidden, layers) < 1 or hidden % 4:
+            raise RadVLSMInputError(
+                f"need positive sizes and hidden divisible by 4, got {image_dim}, {prompt_dim}, {hidden}, {layers}",
+                "TextConditionedFocus",
+            )
+        self.similarity = LesionFocus()
+        self.stem = nn.Conv2d(image_dim + 1, hidden, kernel_size=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(hidden, hidden, kernel_size=3, padding=1) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.GroupNorm(4, hidden) for _ in range(layers))
+        self.film = nn.Linear(prompt_dim, 2 * hidden * layers)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.up = nn.ConvTranspose2d(hidden, hidden // 2, kernel_size=2, stride=2)
+        self.head = nn.Conv2d(hidden // 2, 1, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, embeddings: torch.Tensor, patch_emb: torch.Tensor, prompt_emb: torch.Tensor) -> torch.Tensor:
+        """Focusing logits.
+
+        Args:
+            embeddings: ``(B, C, h, w)`` image embeddings.
+            patch_emb: ``(B, E, h, w)`` projected patch embeddings (the similarity map's input).
+            prompt_emb: ``(E,)`` or ``(B, E)`` lesion prompt embedding.
+
+        Returns:
+            ``(B, 1, 2h, 2w)`` logits.
+        """
+        if embeddings.ndim != 4 or embeddings.shape[-2:] != patch_emb.shape[-2:]:
+            raise RadVLSMInputError(
+                f"expected (B, C, h, w) matching the patches {tuple(patch_emb.shape)}, got {tuple(embeddings.shape)}",
+                "embeddings",
+            )
+        sim = self.similarity(patch_emb, prompt_emb)  # (B, 1, h, w)
+        b = embeddings.shape[0]
+        prompt = prompt_emb[None].expand(b, -1) if prompt_emb.ndim == 1 else prompt_emb
+        gamma_beta = self.film(F.normalize(prompt, dim=-1)).view(b, len(self.blocks), 2, -1, 1, 1)
+        x = self.stem(torch.cat([embeddings, sim], dim=1))
+        for i, (conv, norm) in enumerate(zip(self.blocks, self.norms, strict=True)):
+            y = norm(conv(x)) * (1 + gamma_beta[:, i, 0]) + gamma_beta[:, i, 1]
+            x = x + F.gelu(y)
+        correction = self.head(F.gelu(self.up(x)))
+        return F.interpolate(sim, scale_factor=2, mode="bilinear", align_corners=False) + correction
 
 
 def minmax_per_image(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

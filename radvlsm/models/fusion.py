@@ -81,8 +81,9 @@ class RadiomicsStandardizer(nn.Module):
 class VisualRadiomicsFusion(nn.Module):
     """Residual, gated fusion of visual features and standardised radiomics into diagnosis logits.
 
-    ``logits = visual_logits + tanh(alpha) * MLP([visual, radiomics_std])`` with ``alpha`` initialised to 0, so an
-    untrained head returns the visual logits exactly and radiomics only contribute as far as training opens the gate.
+    ``logits = (visual_logits + tanh(alpha) * MLP([visual, radiomics_std])) / T`` with ``alpha`` initialised to 0, so
+    an untrained head returns the visual logits exactly and radiomics only contribute as far as training opens the
+    gate; the temperature ``T`` (1 until :meth:`calibrate`) makes the probability calibrated on validation images.
 
     Args:
         visual_dim: visual feature size ``C``.
@@ -113,6 +114,8 @@ class VisualRadiomicsFusion(nn.Module):
             nn.Linear(hidden, n_classes),
         )
         self.gate_logit = nn.Parameter(torch.zeros(()))
+        # temperature scaling of the fused logits, fitted on validation images (calibration); 0 = none
+        self.register_buffer("log_temperature", torch.zeros(()))
 
     @property
     def gate(self) -> float:
@@ -143,4 +146,22 @@ class VisualRadiomicsFusion(nn.Module):
             if t.ndim != 2 or t.shape != (b, dim):
                 raise RadVLSMInputError(f"expected shape ({b}, {dim}), got {tuple(t.shape)}", source=name)
         x = torch.cat([visual, radiomics_std.to(visual.dtype)], dim=1)
-        return visual_logits + torch.tanh(self.gate_logit) * self.mlp(x)
+        fused = visual_logits + torch.tanh(self.gate_logit) * self.mlp(x)
+        return fused / self.log_temperature.exp()
+
+    @torch.no_grad()
+    def calibrate(self, fused_logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """Fit the temperature on held-out (validation) logits by minimising the negative log-likelihood.
+
+        Args:
+            fused_logits: ``(N, n_classes)`` outputs of this module at the current temperature.
+            labels: ``(N,)`` class indices.
+
+        Returns:
+            the new temperature.
+        """
+        raw = fused_logits.double() * self.log_temperature.exp().double()
+        grid = torch.linspace(-1.0, 2.0, 301, dtype=torch.float64)  # T in [0.37, 7.4]
+        nll = torch.stack([nn.functional.cross_entropy(raw / t.exp(), labels) for t in grid])
+        self.log_temperature.fill_(float(grid[int(nll.argmin())]))
+        return float(self.log_temperature.exp())

@@ -82,16 +82,21 @@ class MCRA(nn.Module):
     Args:
         cluster_iou: mask IoU above which two candidates are the same lesion.
         keep_threshold: reliability (sigmoid of the lesion's best logit) needed to keep further lesions.
+        temperature: softmax temperature of the reliability weights, within a lesion and over all candidates
+            (lower: closer to the single most reliable candidate).
     """
 
-    def __init__(self, cluster_iou: float = 0.3, keep_threshold: float = 0.5) -> None:
+    def __init__(self, cluster_iou: float = 0.3, keep_threshold: float = 0.5, temperature: float = 1.0) -> None:
         super().__init__()
-        if not 0.0 <= cluster_iou < 1.0 or not 0.0 <= keep_threshold <= 1.0:
+        if not 0.0 <= cluster_iou < 1.0 or not 0.0 <= keep_threshold <= 1.0 or not temperature > 0:
             raise RadVLSMInputError(
-                f"need 0 <= cluster_iou < 1 and 0 <= keep_threshold <= 1, got {cluster_iou}, {keep_threshold}", "MCRA"
+                f"need 0 <= cluster_iou < 1, 0 <= keep_threshold <= 1 and temperature > 0, got {cluster_iou}, "
+                f"{keep_threshold}, {temperature}",
+                "MCRA",
             )
         self.cluster_iou = cluster_iou
         self.keep_threshold = keep_threshold
+        self.temperature = temperature
 
     def forward(
         self,
@@ -123,7 +128,7 @@ class MCRA(nn.Module):
             if t.shape != (b, k):
                 raise RadVLSMInputError(f"expected ({b}, {k}), got {tuple(t.shape)}", name)
         valid = valid.bool()
-        weights = reliability_weights(reliability_logits, valid)
+        weights = reliability_weights(reliability_logits, valid, self.temperature)
         fused_diag = (weights[..., None] * diag_logits).sum(1)
         fused_region = (weights[..., None] * region_emb).sum(1)
 
@@ -140,7 +145,7 @@ class MCRA(nn.Module):
         lowest = torch.finfo(reliability_logits.dtype).min  # finite: an empty cluster's softmax stays NaN-free
         masked = reliability_logits[:, None, :].masked_fill(~member, lowest)
         nonempty = member.any(-1)  # (B, cluster)
-        within = torch.softmax(masked, dim=-1).masked_fill(~member, 0.0)
+        within = torch.softmax(masked / self.temperature, dim=-1).masked_fill(~member, 0.0)
         cluster_masks = torch.einsum("bck,bkhw->bchw", within, probs)
         best_logit = masked.max(dim=-1).values
         reliable = torch.sigmoid(best_logit) >= self.keep_threshold

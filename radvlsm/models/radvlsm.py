@@ -4,9 +4,9 @@ One image-encoder pass per image feeds everything downstream::
 
     image (B,1,S,S) ─► image encoder ─► embedding (B,C,h,w)
       lesion prompt ─► text encoder ─► aligner ─┐
-      embedding ─► aligner patches ─► focus ────┴─► response map (B,1,S,S)
-      response map ─► K candidate boxes + points
-      embedding + candidates ─► SAM decoder (box prompts, point prompts) ─► K masks, IoU predictions
+      embedding + aligner patches ─► FiLM focus ┴─► response map (B,1,S,S) (mask-supervised)
+      response map ─► K candidate boxes + points; L learned prompts (decoder tokens, no box or point)
+      embedding + candidates ─► frozen SAM decoder (box, point, learned prompts) ─► K+L masks, IoU predictions
       masks ─► region embeddings ─► cues ─► reliability head ─► weights
       MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
       radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
@@ -50,17 +50,17 @@ class RadVLSMOutput:
     """Tensors of one forward pass (model frame, ``S x S``).
 
     Args:
-        cam_logits: ``(B, 1, h, w)`` focusing logits.
+        cam_logits: ``(B, 1, 2h, 2w)`` focusing logits.
         cam: ``(B, 1, S, S)`` response map in [0, 1].
-        candidates: the K candidate prompts.
-        mask_logits: ``(B, K, 1, S, S)`` masks from the candidate boxes.
+        candidates: the K map candidates followed by the L learned-prompt candidates (boxes from their masks).
+        mask_logits: ``(B, K+L, 1, S, S)`` masks from the candidate boxes, then from the learned prompts.
         point_mask_logits: ``(B, K, 1, S, S)`` masks from the candidate points (self-distillation pair).
-        iou_pred: ``(B, K)`` SAM's IoU predictions.
-        region_emb: ``(B, K, C)`` mask-pooled region embeddings.
-        cues: ``(B, K, 5)`` reliability cues (CAM response, CAM coverage, semantic consistency, mask
+        iou_pred: ``(B, K+L)`` SAM's IoU predictions.
+        region_emb: ``(B, K+L, C)`` mask-pooled region embeddings.
+        cues: ``(B, K+L, 5)`` reliability cues (CAM response, CAM coverage, semantic consistency, mask
             consistency, SAM IoU prediction).
-        reliability_logits: ``(B, K)``.
-        candidate_diag_logits: ``(B, K, 2)``.
+        reliability_logits: ``(B, K+L)``.
+        candidate_diag_logits: ``(B, K+L, 2)``.
         fused: the MCRA output (mask probability, diagnosis logits, region embedding, weights).
     """
 
@@ -102,7 +102,7 @@ class RadVLSM(nn.Module):
         mask_decoder: :class:`radvlsm.models.sam.PromptableMaskDecoder`.
         text_encoder: :class:`radvlsm.models.encoders.text_encoder.TextEncoder` (frozen).
         aligner: :class:`radvlsm.models.align.SemanticAligner`.
-        focus: :class:`radvlsm.models.focus.LesionFocus`.
+        focus: :class:`radvlsm.models.focus.TextConditionedFocus`.
         candidate_generator: :class:`radvlsm.models.candidates.CandidateGenerator`.
         reliability_head: :class:`radvlsm.models.reliability.ReliabilityHead`.
         mcra: :class:`radvlsm.models.mcra.MCRA`.
@@ -118,6 +118,10 @@ class RadVLSM(nn.Module):
         region_context: optional :class:`radvlsm.models.region_prompt.RegionContextFusion` (with ``region_prompt``).
         descriptor_prompts: ``{category: {descriptor: [prompts]}}`` (BI-RADS lexicon) for zero-shot findings.
         point_sigma: a region point's blob size, as a fraction of the model frame.
+        learned_prompts: optional :class:`radvlsm.models.learned_prompts.LearnedPrompts`: mask-only candidates
+            from learned decoder tokens (no box or point), scored with the others.
+        auto_decoder: optional tuned copy of ``mask_decoder`` for the automatic candidates and for clicks;
+            ``mask_decoder`` itself (LiteMedSAM's weights, never tuned) serves user boxes and masks.
     """
 
     def __init__(
@@ -136,6 +140,8 @@ class RadVLSM(nn.Module):
         descriptor_prompts: dict[str, dict[str, list[str]]],
         click_to_box: bool,
         point_sigma: float,
+        learned_prompts: nn.Module | None = None,
+        auto_decoder: nn.Module | None = None,
         fusion: nn.Module | None = None,
         standardizer: nn.Module | None = None,
         radiomics=None,
@@ -164,6 +170,8 @@ class RadVLSM(nn.Module):
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
+        self.learned_prompts = learned_prompts
+        self.auto_decoder = auto_decoder
         self.candidate_cache = ValueCache(max_items=32)  # click path: response-map candidates once per image
         self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
@@ -175,6 +183,11 @@ class RadVLSM(nn.Module):
         return self
 
     # ------------------------------------------------------------------ basic parts
+    @property
+    def candidate_decoder(self) -> nn.Module:
+        """The decoder of the automatic candidates (and of clicks): the tuned copy when there is one."""
+        return self.mask_decoder if self.auto_decoder is None else self.auto_decoder
+
     @property
     def image_size(self) -> int:
         """Side ``S`` of the square model frame."""
@@ -209,9 +222,9 @@ class RadVLSM(nn.Module):
         return F.normalize(self.aligner.project_text(raw), dim=-1)[0]
 
     def focus_logits(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``(B, C, h, w)`` -> ``(B, 1, h, w)`` focusing logits from patch-text similarity."""
+        """``(B, C, h, w)`` -> ``(B, 1, 2h, 2w)`` focusing logits, conditioned on the lesion prompt."""
         patches = self.aligner.project_patches(embeddings)
-        return self.focus(patches, self.lesion_embedding())
+        return self.focus(embeddings, patches, self.lesion_embedding())
 
     def diagnose(self, region_emb: torch.Tensor) -> torch.Tensor:
         """Region embeddings ``(.., C)`` -> diagnosis logits ``(.., 2)``."""
@@ -252,23 +265,36 @@ class RadVLSM(nn.Module):
             limit = torch.tensor([content_size[1], content_size[0]], dtype=torch.float32, device=embeddings.device)
             candidates.boxes = torch.minimum(candidates.boxes, limit.repeat(2))
             candidates.points = torch.minimum(candidates.points, limit - 1)
-        box_out, point_out = decode_candidates(  # one decoder pass per image; ruled-out candidates not decoded
-            self.mask_decoder,
+        box_out, point_out, learned_out = decode_candidates(  # one decoder pass per image; ruled-out not decoded
+            self.candidate_decoder,
             embeddings,
             candidates.boxes,
             candidates.points,
             candidates.point_labels,
             candidates.valid,
+            learned=None if self.learned_prompts is None else self.learned_prompts(),
         )
-        mask_logits = box_out.mask_logits
+        mask_logits, iou_pred = box_out.mask_logits, box_out.iou_pred
+        paired = torch.sigmoid(point_out.mask_logits)  # self-distillation pair: the same candidate's points
+        if learned_out is not None:  # learned prompts: no box or point; paired with the focusing map itself
+            learned_logits = learned_out.mask_logits
+            if content_size is not None:  # nothing on the padding
+                outside = torch.ones(size, size, dtype=torch.bool, device=learned_logits.device)
+                outside[: content_size[0], : content_size[1]] = False
+                learned_logits = learned_logits.masked_fill(outside, -20.0)
+            candidates = candidates.append_masks(learned_logits, cam)
+            mask_logits = torch.cat([mask_logits, learned_logits], 1)
+            iou_pred = torch.cat([iou_pred, learned_out.iou_pred], 1)
+            focus_prob = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear")
+            paired = torch.cat([paired, focus_prob[:, None].expand(-1, learned_logits.shape[1], -1, -1, -1)], 1)
         region_emb = self.mask_decoder.region_embedding(embeddings, mask_logits)
         lesion = self.lesion_embedding()
         cues = stack_cues(
             cam_response_cue(cam, torch.sigmoid(mask_logits)),
             cam_coverage_cue(cam, torch.sigmoid(mask_logits)),
             semantic_consistency_cue(self.aligner.project_region(region_emb), lesion),
-            mask_consistency_cue(torch.sigmoid(mask_logits), torch.sigmoid(point_out.mask_logits)),
-            box_out.iou_pred,
+            mask_consistency_cue(torch.sigmoid(mask_logits), paired),
+            iou_pred,
         )
         reliability_logits = self.reliability_head(cues)
         candidate_diag_logits = self.diagnose(region_emb)
@@ -279,7 +305,7 @@ class RadVLSM(nn.Module):
             candidates=candidates,
             mask_logits=mask_logits,
             point_mask_logits=point_out.mask_logits,
-            iou_pred=box_out.iou_pred,
+            iou_pred=iou_pred,
             region_emb=region_emb,
             cues=cues,
             reliability_logits=reliability_logits,
@@ -308,12 +334,16 @@ class RadVLSM(nn.Module):
             mask logits ``(B, 1, S, S)``, diagnosis logits ``(B, 2)``, region embedding ``(B, C)``,
             IoU prediction ``(B,)``.
         """
-        if self.click_to_box and boxes is None and mask_inputs is None and points is not None:
+        clicks_only = boxes is None and mask_inputs is None and points is not None
+        # a user box (or mask) goes to LiteMedSAM's own decoder; clicks, completed with a box from the response
+        # map, go to the automatic path's tuned copy when there is one (it is better on validation clicks)
+        decoder = self.candidate_decoder if clicks_only else self.mask_decoder
+        if self.click_to_box and clicks_only:
             boxes = self.boxes_from_clicks(embeddings, points, point_labels)
         if mask_inputs is None:  # sparse prompts only: the batched decoder (same outputs, one pass)
-            out = decode_prompts(self.mask_decoder, embeddings, boxes, points, point_labels)
+            out = decode_prompts(decoder, embeddings, boxes, points, point_labels)
         else:
-            out = self.mask_decoder(
+            out = decoder(
                 embeddings,
                 boxes=None if boxes is None else boxes[:, None],
                 points=None if points is None else points[:, None],

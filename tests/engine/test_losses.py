@@ -39,7 +39,7 @@ class HandMadeModel(nn.Module):
     def lesion_embedding(self) -> torch.Tensor:
         return E1
 
-    def focus(self, patches: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor:
+    def focus(self, embeddings: torch.Tensor, patches: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor:
         return self.cam
 
 
@@ -134,9 +134,11 @@ def test_segment_total_is_the_weighted_sum_of_its_terms_and_reaches_every_traine
     assert out.mask_logits.shape[0] == 2
     tiny.zero_grad()
     total.backward()
-    for part in ("mask_decoder", "reliability_head", "diagnosis_head"):
+    for part in ("auto_decoder", "reliability_head", "diagnosis_head"):
         grads = [p.grad for p in getattr(tiny, part).parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), part
+    # LiteMedSAM's own decoder (user boxes) is never tuned by the segment losses
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in tiny.mask_decoder.parameters())
     # a term with weight 0 drops out of the total
     only_fused, terms_fused, _ = RadVLSMLoss(_with_weights({"fused_mask": 1.0})).segment(*args)
     torch.testing.assert_close(only_fused, terms_fused["fused_mask"])

@@ -146,3 +146,21 @@ def test_to_device_and_bad_input() -> None:
         CandidateGenerator()(torch.rand(1, 16, 16))
     with pytest.raises(RadVLSMInputError, match="thresholds"):
         CandidateGenerator(thresholds=(0.5, 1.5))
+
+
+def test_mask_candidates_are_described_by_their_masks() -> None:
+    from radvlsm.models.candidates import CandidateGenerator
+
+    cam = torch.zeros(1, 1, 32, 32)
+    cam[..., 5:12, 8:20] = 1.0
+    base = CandidateGenerator(k=2, thresholds=(0.5,))(cam)
+    masks = torch.full((1, 2, 1, 32, 32), -5.0)
+    masks[0, 0, 0, 4:10, 6:16] = 3.0
+    masks[0, 0, 0, 7, 9] = 9.0  # the peak
+    out = base.append_masks(masks, cam)
+    assert out.boxes.shape == (1, 4, 4) and bool(out.valid[0, 2:].all())
+    assert out.boxes[0, 2].tolist() == [6.0, 4.0, 16.0, 10.0]
+    assert out.boxes[0, 3].tolist() == [0.0, 0.0, 32.0, 32.0]  # an empty mask: the whole frame
+    assert out.points[0, 2, 0].tolist() == [9.0, 7.0] and int(out.point_labels[0, 2, 0]) == 1
+    assert bool((out.point_labels[0, 2, 1:] == -1).all())
+    torch.testing.assert_close(out.boxes[:, :2], base.boxes)

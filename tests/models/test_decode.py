@@ -7,7 +7,7 @@ import torch
 
 import radvlsm.models.decode as decode
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.decode import decode_candidates, decode_prompts
+from radvlsm.models.decode import decode_candidates, decode_learned, decode_prompts
 from radvlsm.models.sam import build_mask_decoder
 
 FIELDS = ("mask_logits", "iou_pred", "mask_tokens")
@@ -44,7 +44,7 @@ def test_one_pass_matches_the_per_candidate_path(tiny_decoder, n_valid) -> None:
     with torch.no_grad():
         box_ref = tiny_decoder(emb, boxes=boxes)
         point_ref = tiny_decoder(emb, points=points, point_labels=labels)
-        box_out, point_out = decode_candidates(tiny_decoder, emb, boxes, points, labels, valid)
+        box_out, point_out, _ = decode_candidates(tiny_decoder, emb, boxes, points, labels, valid)
     _close(box_out, box_ref)
     _close(point_out, point_ref)
 
@@ -56,7 +56,7 @@ def test_litemedsam_weights_match_the_per_candidate_path() -> None:
     with torch.no_grad():
         box_ref = decoder(emb, boxes=boxes)
         point_ref = decoder(emb, points=points, point_labels=labels)
-        box_out, point_out = decode_candidates(decoder, emb, boxes, points, labels, valid)
+        box_out, point_out, _ = decode_candidates(decoder, emb, boxes, points, labels, valid)
         click_ref = decoder(emb, boxes=boxes[:, :1], points=points[:, :1], point_labels=labels[:, :1])
         click = decode_prompts(decoder, emb, boxes[:, 0], points[:, 0], labels[:, 0])
     _close(box_out, box_ref)
@@ -114,16 +114,24 @@ def test_model_forward_uses_the_same_masks_as_the_per_candidate_path(tiny_model)
         out = model(images, content_size=(50, 64))
         emb = model.encode_image(images)
         c = out.candidates
-        ref_box = model.mask_decoder(emb, boxes=c.boxes)
-        ref_point = model.mask_decoder(emb, points=c.points, point_labels=c.point_labels)
-    torch.testing.assert_close(out.mask_logits, ref_box.mask_logits, atol=1e-4, rtol=1e-4)
+        k = out.point_mask_logits.shape[1]  # the map's candidates; the learned prompts' follow
+        ref_box = model.mask_decoder(emb, boxes=c.boxes[:, :k])
+        ref_point = model.mask_decoder(emb, points=c.points[:, :k], point_labels=c.point_labels[:, :k])
+        ref_learned = decode_learned(model.candidate_decoder, emb, model.learned_prompts())
+    assert out.mask_logits.shape[1] == k + model.learned_prompts.tokens.shape[0]
+    torch.testing.assert_close(out.mask_logits[:, :k], ref_box.mask_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out.point_mask_logits, ref_point.mask_logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(out.iou_pred, ref_box.iou_pred, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.iou_pred[:, :k], ref_box.iou_pred, atol=1e-4, rtol=1e-4)
+    # learned prompts: the same masks as decoding them alone, nothing on the padding below row 50
+    learned = out.mask_logits[:, k:]
+    torch.testing.assert_close(learned[..., :50, :], ref_learned.mask_logits[..., :50, :], atol=1e-4, rtol=1e-4)
+    assert bool((learned[..., 50:, :] == -20.0).all())
+    torch.testing.assert_close(out.iou_pred[:, k:], ref_learned.iou_pred, atol=1e-4, rtol=1e-4)
 
 
 def test_gradients_flow_through_the_batched_decoder(tiny_decoder) -> None:
     emb = torch.randn(1, 32, 16, 16, requires_grad=True)
     boxes, points, labels, valid = _prompts(1, 3, 64, 2)
-    box_out, point_out = decode_candidates(tiny_decoder, emb, boxes, points, labels, valid)
+    box_out, point_out, _ = decode_candidates(tiny_decoder, emb, boxes, points, labels, valid)
     (box_out.mask_logits.mean() + point_out.iou_pred.sum()).backward()
     assert emb.grad is not None and emb.grad.abs().sum() > 0

@@ -112,3 +112,29 @@ def test_focus_loss_decreases_when_training_a_toy_focus() -> None:
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_text_conditioned_focus_starts_as_the_similarity_map_and_listens_to_the_prompt() -> None:
+    from radvlsm.models.focus import TextConditionedFocus
+
+    torch.manual_seed(0)
+    focus = TextConditionedFocus(image_dim=8, prompt_dim=6, hidden=16, layers=2)
+    emb, patches = torch.randn(2, 8, 5, 7), torch.randn(2, 6, 5, 7)
+    prompt = torch.randn(6)
+    out = focus(emb, patches, prompt)
+    assert out.shape == (2, 1, 10, 14)
+    sim = LesionFocus.upsample(focus.similarity(patches, prompt), (10, 14))
+    torch.testing.assert_close(out, F.interpolate(focus.similarity(patches, prompt), scale_factor=2, mode="bilinear"))
+    assert sim.shape == out.shape
+    # one training step on a mask moves the dense correction; then the prompt changes the map (FiLM)
+    opt = torch.optim.SGD(focus.parameters(), lr=0.5)
+    target = torch.zeros(2, 1, 10, 14)
+    target[..., 2:6, 3:9] = 1
+    for _ in range(3):
+        opt.zero_grad()
+        focus_loss(focus(emb, patches, prompt), target).backward()
+        opt.step()
+    assert focus.head.weight.abs().sum() > 0 and focus.film.weight.abs().sum() > 0
+    assert not torch.allclose(focus(emb, patches, prompt), focus(emb, patches, -prompt))
+    with pytest.raises(RadVLSMInputError):
+        focus(emb, torch.randn(2, 6, 4, 4), prompt)

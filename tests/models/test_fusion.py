@@ -81,3 +81,20 @@ def test_shipped_weights_keep_the_standardizer_and_fusion_key_names() -> None:
     visual_dim = fusion_state["mlp.0.weight"].shape[1] - n_features
     fusion = VisualRadiomicsFusion(visual_dim, n_features, hidden=fusion_state["mlp.0.weight"].shape[0])
     fusion.load_state_dict(fusion_state)
+
+
+def test_calibration_fits_the_temperature_of_overconfident_logits() -> None:
+    torch.manual_seed(0)
+    fusion = VisualRadiomicsFusion(4, 3, hidden=8)
+    labels = torch.randint(0, 2, (400,))
+    margin = torch.where(labels == 1, 1.0, -1.0) + torch.randn(400) * 1.5  # noisy evidence
+    logits = torch.stack([-margin, margin], 1) * 4.0  # four times too confident
+    before = torch.nn.functional.cross_entropy(logits, labels)
+    t = fusion.calibrate(logits, labels)
+    assert 2.0 < t < 8.0
+    after = torch.nn.functional.cross_entropy(logits / t, labels)
+    assert after < before
+    fusion.eval()
+    x, r, v = torch.randn(2, 4), torch.randn(2, 3), torch.randn(2, 2)
+    expected = (v + torch.tanh(fusion.gate_logit) * fusion.mlp(torch.cat([x, r], 1))) / t
+    torch.testing.assert_close(fusion(x, r, v), expected)

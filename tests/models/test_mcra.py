@@ -111,3 +111,20 @@ def test_bad_input_raises() -> None:
         )
     with pytest.raises(RadVLSMInputError, match="cluster_iou"):
         MCRA(cluster_iou=1.5)
+
+
+def test_a_low_temperature_makes_the_fused_mask_the_most_reliable_candidate() -> None:
+    from radvlsm.models.mcra import MCRA
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 1, 16, 16) * 4
+    logits[:, :, :, 4:12, 4:12] += 6  # overlapping candidates: one lesion
+    diag, emb = torch.randn(1, 3, 2), torch.randn(1, 3, 5)
+    rel = torch.tensor([[2.0, 1.0, 0.0]])
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    warm = MCRA(cluster_iou=0.1, keep_threshold=0.5, temperature=1.0)(logits, diag, emb, rel, valid)
+    cold = MCRA(cluster_iou=0.1, keep_threshold=0.5, temperature=0.01)(logits, diag, emb, rel, valid)
+    best = torch.sigmoid(logits[:, 0])
+    torch.testing.assert_close(cold.mask_prob, best, atol=1e-4, rtol=0)
+    assert (warm.mask_prob - best).abs().max() > 1e-2
+    assert cold.weights[0, 0] > 0.999

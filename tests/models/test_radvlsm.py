@@ -14,7 +14,8 @@ def tiny(tiny_model):
 
 def test_forward_shapes(tiny) -> None:
     out = tiny(torch.rand(2, 1, 64, 64))
-    k = tiny.candidate_generator.k
+    k = tiny.candidate_generator.k + tiny.learned_prompts.tokens.shape[0]  # map candidates, then learned prompts
+    assert out.cam_logits.shape == (2, 1, 32, 32)  # the focusing head doubles the 16 x 16 embedding grid
     assert out.cam.shape == (2, 1, 64, 64) and out.mask_logits.shape == (2, k, 1, 64, 64)
     assert out.cues.shape == (2, k, 5) and out.candidate_diag_logits.shape == (2, k, 2)
     assert out.fused.mask_prob.shape == (2, 1, 64, 64) and out.fused.diag_logits.shape == (2, 2)

@@ -80,3 +80,27 @@ def test_state_dicts_are_unwrapped_from_checkpoints(tmp_path) -> None:
     assert list(read_state_dict(tmp_path / "ckpt.pt")) == ["head.weight"]
     torch.save({"state_dict": {"a": tensor}, "epoch": 3}, tmp_path / "lightning.pt")
     assert list(read_state_dict(tmp_path / "lightning.pt")) == ["a"]
+
+
+def test_an_untuned_decoder_is_not_shipped_and_loads_from_the_package(tiny_model, tmp_path) -> None:
+    from radvlsm.engine.bundle import save_model
+
+    model = tiny_model(radiomics=False)
+    path = save_model(model, str(tmp_path / "m.pt"))
+    state = torch.load(path, weights_only=True)
+    assert not any(k.startswith("mask_decoder.") for k in state)
+    assert any(k.startswith("learned_prompts.") for k in state) and any(k.startswith("focus.") for k in state)
+    fresh = tiny_model(radiomics=False)
+    with torch.no_grad():
+        fresh.mask_decoder.mask_decoder.iou_token.weight.add_(1.0)  # a changed decoder stays as built
+    kept = fresh.mask_decoder.mask_decoder.iou_token.weight.clone()
+    load_trained_weights(fresh, path)
+    torch.testing.assert_close(fresh.mask_decoder.mask_decoder.iou_token.weight, kept)
+    torch.testing.assert_close(fresh.learned_prompts.tokens, model.learned_prompts.tokens.half().float())
+    # a file that ships a tuned decoder (older model.pt files) still loads it
+    full = {**state, **{f"mask_decoder.{k}": v for k, v in model.mask_decoder.state_dict().items()}}
+    torch.save(full, tmp_path / "tuned.pt")
+    load_trained_weights(fresh, tmp_path / "tuned.pt")
+    torch.testing.assert_close(
+        fresh.mask_decoder.mask_decoder.iou_token.weight, model.mask_decoder.mask_decoder.iou_token.weight
+    )
