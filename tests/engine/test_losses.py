@@ -137,8 +137,6 @@ def test_segment_total_is_the_weighted_sum_of_its_terms_and_reaches_every_traine
     for part in ("auto_decoder", "reliability_head", "diagnosis_head"):
         grads = [p.grad for p in getattr(tiny, part).parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), part
-    # LiteMedSAM's own decoder (user boxes) is never tuned by the segment losses
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in tiny.mask_decoder.parameters())
     # a term with weight 0 drops out of the total
     only_fused, terms_fused, _ = RadVLSMLoss(_with_weights({"fused_mask": 1.0})).segment(*args)
     torch.testing.assert_close(only_fused, terms_fused["fused_mask"])

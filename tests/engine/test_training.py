@@ -53,7 +53,8 @@ def test_stage_parameters_freeze_everything_else(tiny_model) -> None:
     assert not any(p.requires_grad for p in model.mask_decoder.parameters())
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
     seg = {id(p) for p in stage_parameters(model, "segment")}
-    assert {id(p) for p in model.mask_decoder.parameters()} <= seg
+    assert {id(p) for p in model.auto_decoder.parameters()} <= seg  # the automatic path's copy is tuned
+    assert not any(p.requires_grad for p in model.mask_decoder.parameters())  # LiteMedSAM's, for user boxes
     assert not any(p.requires_grad for p in model.aligner.parameters())
 
 

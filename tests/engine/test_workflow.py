@@ -67,7 +67,8 @@ def test_stage_parameters_are_exactly_the_stage_modules(with_radiomics: nn.Modul
 
 def test_stage_modules_names_and_checks() -> None:
     model = _tiny()
-    assert set(stage_modules(model, "segment")) == {"mask_decoder", "reliability_head", "diagnosis_head", "mcra"}
+    assert set(stage_modules(model, "segment")) == {"auto_decoder", "reliability_head", "diagnosis_head", "mcra"}
+    assert set(stage_modules(model, "prompts")) == {"learned_prompts"}
     assert "image_encoder" in stage_modules(model, "segment", train_encoder=True)
     assert "image_encoder" not in stage_modules(model, "align", train_encoder=True)
     assert len(stage_modules(model, "fusion")) == 0  # no radiomics: no fusion head
@@ -84,7 +85,8 @@ def test_optimizer_groups_give_the_new_heads_a_larger_learning_rate(items: list[
     segment = build_stage_trainer("segment", model, loader, 1, 1e-3, RadVLSMLoss(), None, "cpu", settings)
     decoder, heads = segment.optimizer.param_groups
     assert decoder["lr"] == pytest.approx(1e-3) and heads["lr"] == pytest.approx(1e-2)
-    assert {id(p) for p in decoder["params"]} == {id(p) for p in model.mask_decoder.parameters()}
+    assert {id(p) for p in decoder["params"]} == {id(p) for p in model.auto_decoder.parameters()}
+    assert not any(p.requires_grad for p in model.mask_decoder.parameters())  # user boxes: never tuned
     assert decoder["weight_decay"] == heads["weight_decay"] == 0.01
     align = build_stage_trainer("align", model, loader, 3, 1e-3, RadVLSMLoss(), None, "cpu", settings)
     (only,) = align.optimizer.param_groups  # nothing pretrained in this stage: one group at lr
@@ -95,8 +97,18 @@ def test_stages_in_order_each_change_only_their_own_parts(items: list[dict]) -> 
     model = _tiny()
     loader = make_loader(items, "eval", batch_size=4, shuffle=True, image_size=model.image_size)
     cache = EmbeddingCache(100)
-    parts = ("aligner", "focus", "mask_decoder", "reliability_head", "diagnosis_head", "region_prompt", "image_encoder")
-    for stage in ("align", "segment", "region"):
+    parts = (
+        "aligner",
+        "focus",
+        "learned_prompts",
+        "mask_decoder",
+        "auto_decoder",
+        "reliability_head",
+        "diagnosis_head",
+        "region_prompt",
+        "image_encoder",
+    )
+    for stage in ("align", "prompts", "segment", "region"):
         before = {p: _snapshot(model, p) for p in parts}
         trainer = build_stage_trainer(stage, model, loader, 1, 1e-3, RadVLSMLoss(), cache, "cpu", SETTINGS, seed=0)
         trainer.run()
@@ -106,7 +118,7 @@ def test_stages_in_order_each_change_only_their_own_parts(items: list[dict]) -> 
         own = {p for p in parts if p in STAGE_MODULES[stage]}
         # region_prompt's zero-initialised last layer moves first; other region weights may stay at first
         assert trained <= own and trained, (stage, trained)
-    assert len(cache) == len(items)  # the frozen encoder ran once per image across the three stages
+    assert len(cache) == len(items)  # the frozen encoder ran once per image across the four stages
 
 
 def test_loaders_are_reproducible_and_shaped(items: list[dict]) -> None:
