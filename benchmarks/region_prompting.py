@@ -61,7 +61,7 @@ def malignant(logits: torch.Tensor) -> float:
     return float(torch.softmax(logits, -1)[0, 1])
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: weights built inside it could not be fingerprinted (caches)
 def run(
     dataset_dir: str,
     split_file: str,
