@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.metrics import compute_roc_auc
 
 from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
@@ -165,11 +166,10 @@ def run(
 
 
 def _auc(prob: np.ndarray, y: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney), NaN with one class only."""
-    pos, neg = prob[y == 1], prob[y == 0]
-    if not len(pos) or not len(neg):
+    """MONAI's ROC AUC; NaN when the images hold one class only (e.g. a bootstrap sample of a small scanner)."""
+    if not 0 < int(y.sum()) < len(y):
         return float("nan")
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+    return float(compute_roc_auc(torch.as_tensor(prob), torch.as_tensor(y)))
 
 
 def intervals(rows: dict[str, np.ndarray], prob: np.ndarray, y: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:

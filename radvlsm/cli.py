@@ -29,13 +29,10 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def _load_predictor(args: argparse.Namespace):
-    """The bundle's network (built from its ``inference.json``) with its weights, in a predictor with the encoder
-    runtime and the embedding cache ``inference.json`` declares, as the bundle and server have."""
+    """The bundle's network (built from its ``inference.json``) with its weights, in the predictor ``inference.json``
+    declares (its encoder runtime and embedding cache, as the bundle and the server have)."""
     from radvlsm.config import build_network, bundle_parser
-    from radvlsm.embedding_cache import EmbeddingCache
-    from radvlsm.models.encoders.runtime import build_encoder_runtime
     from radvlsm.models.weights import load_trained_weights
-    from radvlsm.predictor import RadVLSMPredictor
 
     bundle = Path(args.bundle)
     model = build_network(bundle, **dict(args.network_def or []))
@@ -46,20 +43,8 @@ def _load_predictor(args: argparse.Namespace):
     else:
         logger.warning("no trained weights at %s: using the pretrained backbones with untrained heads", weights)
     parser = bundle_parser(bundle)
-    runtime = build_encoder_runtime(
-        model.image_encoder,
-        parser.get_parsed_content("encoder_runtime"),
-        parser.get_parsed_content("encoder_export_dir"),
-        None,
-        parser.get_parsed_content("encoder_precision"),
-    )
-    # the same embedding cache as inference.json's (float16 storage): the CLI, the bundle and the server agree
-    cache = EmbeddingCache.for_encoder(
-        model.image_encoder,
-        max_items=parser.get_parsed_content("embedding_cache_size"),
-        cache_dir=parser.get_parsed_content("embedding_cache_dir"),
-    )
-    return RadVLSMPredictor(model.eval(), embedding_cache=cache, encoder_runtime=runtime)
+    parser["network"] = model.eval()  # this network in place of inference.json's (its overrides and weights)
+    return parser.get_parsed_content("predictor")
 
 
 def cmd_data_report(args: argparse.Namespace) -> int:

@@ -208,12 +208,20 @@ def read_metrics(weights_path: str) -> dict:
         return {}
 
 
+def _drawn(total: int, n: int, seed: int) -> list[int] | None:
+    """Sorted indices of ``n`` of ``total`` items drawn without replacement (seeded); None when ``n`` is 0 or at
+    least ``total`` (everything is kept)."""
+    if n <= 0 or n >= total:
+        return None
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[:n])
+
+
 def subset(items: list[dict], n: int, seed: int = 0) -> list[dict]:
     """A deterministic random subset of ``n`` items (all of them when ``n`` is 0 or at least their number)."""
-    if n <= 0 or n >= len(items):
+    chosen = _drawn(len(items), n, seed)
+    if chosen is None:
         return list(items)
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
-    chosen = sorted(order[:n])
     logger.info("using %d of %d training images (train_subset)", n, len(items))
     return [items[i] for i in chosen]
 
@@ -257,8 +265,8 @@ def random_subset(dataset, n: int, seed: int = 0):
 
     Stage ``segment`` tunes the decoder copy, the costliest step on a CPU; ``train.json`` bounds it this way.
     """
-    if n <= 0 or n >= len(dataset):
+    chosen = _drawn(len(dataset), n, seed)
+    if chosen is None:
         return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
     logger.info("stage segment: %d of %d training views", n, len(dataset))
-    return torch.utils.data.Subset(dataset, sorted(order.tolist()))
+    return torch.utils.data.Subset(dataset, chosen)

@@ -16,8 +16,9 @@ from torch import nn
 
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
-from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points, jitter_boxes
+from radvlsm.engine.prompt_sampling import foreground_points, jitter_boxes
 from radvlsm.engine.training_step import STAGES, TrainingStep
+from radvlsm.models.candidates import boxes_from_masks
 
 
 def _batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

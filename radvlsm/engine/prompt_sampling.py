@@ -1,19 +1,9 @@
-"""Prompts sampled from truth masks for training (jittered boxes, foreground points)."""
+"""Prompts sampled from truth masks for training (jittered boxes, foreground points; tight boxes come from
+:func:`radvlsm.models.candidates.boxes_from_masks`)."""
 
 from __future__ import annotations
 
 import torch
-
-
-def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Tight ``x1, y1, x2, y2`` boxes of ``(B, 1, H, W)`` masks -> ``(B, 4)``; the whole frame when empty."""
-    b, _, h, w = masks.shape
-    out = torch.tensor([0.0, 0.0, float(w), float(h)]).repeat(b, 1)
-    for i in range(b):
-        ys, xs = torch.nonzero(masks[i, 0] > 0.5, as_tuple=True)
-        if ys.numel():
-            out[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
-    return out.to(masks.device)
 
 
 def jitter_boxes(boxes: torch.Tensor, size: int, fraction: float, generator: torch.Generator | None = None):

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import torch
+from monai.metrics import compute_dice
 
 from radvlsm.atomic_files import atomic_write_text
 from radvlsm.embedding_cache import EmbeddingCache
@@ -22,10 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 def _dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Per-image Dice of ``(B, ...)`` binary masks (two empty masks: 1)."""
-    p, t = pred.flatten(1).float(), truth.flatten(1).float()
-    inter, total = (p * t).sum(1), p.sum(1) + t.sum(1)
-    return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+    """Per-image Dice of ``(B, H, W)`` binary masks (MONAI's; two empty masks: 1)."""
+    return compute_dice(pred[:, None].float(), truth[:, None].float(), include_background=True, ignore_empty=False)[
+        :, 0
+    ]
 
 
 @torch.no_grad()

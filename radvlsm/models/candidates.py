@@ -66,23 +66,13 @@ class CandidatePrompts:
             cam: ``(B, 1, S, S)`` response map (for the CAM strength of the new boxes).
         """
         b, n = mask_logits.shape[:2]
-        fg = mask_logits[:, :, 0] > 0  # (B, L, S, S)
-        s = fg.shape[-1]
-        idx = torch.arange(s, device=fg.device)
-        rows, cols = fg.any(-1), fg.any(-2)  # (B, L, S)
-        big = torch.full_like(rows, s, dtype=torch.long)
-        y1 = torch.where(rows, idx, big).min(-1).values
-        y2 = torch.where(rows, idx + 1, torch.zeros_like(big)).max(-1).values
-        x1 = torch.where(cols, idx, big).min(-1).values
-        x2 = torch.where(cols, idx + 1, torch.zeros_like(big)).max(-1).values
-        empty = ~rows.any(-1)
-        boxes = torch.stack([x1, y1, x2, y2], -1).float()
-        boxes[empty] = torch.tensor([0.0, 0.0, float(s), float(s)], device=fg.device)
+        s = mask_logits.shape[-1]
+        boxes = boxes_from_masks((mask_logits.flatten(0, 1) > 0).float()).view(b, n, 4)
         peak = mask_logits[:, :, 0].flatten(2).argmax(-1)
         p = self.points.shape[2]
-        points = torch.zeros(b, n, p, 2, device=fg.device)
+        points = torch.zeros(b, n, p, 2, device=mask_logits.device)
         points[:, :, 0, 0], points[:, :, 0, 1] = (peak % s).float(), torch.div(peak, s, rounding_mode="floor").float()
-        labels = torch.full((b, n, p), -1, dtype=torch.long, device=fg.device)
+        labels = torch.full((b, n, p), -1, dtype=torch.long, device=mask_logits.device)
         labels[:, :, 0] = 1
         return CandidatePrompts(
             boxes=torch.cat([self.boxes, boxes.to(self.boxes)], 1),
@@ -119,6 +109,23 @@ def cam_strength(cam: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     mean_in = inside / area.clamp(min=1)
     mean_out = (total - inside) / (h * w - area).clamp(min=1)
     return mean_in - mean_out
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Tight ``x1, y1, x2, y2`` boxes of ``(B, 1, H, W)`` masks (foreground ``> 0.5``) -> ``(B, 4)``; the whole
+    frame when a mask is empty."""
+    h, w = masks.shape[-2:]
+    fg = masks[:, 0] > 0.5
+    rows, cols = fg.any(-1), fg.any(-2)  # (B, H), (B, W)
+    ys = torch.arange(h, device=masks.device)
+    xs = torch.arange(w, device=masks.device)
+    y1 = torch.where(rows, ys, h).min(-1).values
+    y2 = torch.where(rows, ys + 1, 0).max(-1).values
+    x1 = torch.where(cols, xs, w).min(-1).values
+    x2 = torch.where(cols, xs + 1, 0).max(-1).values
+    boxes = torch.stack([x1, y1, x2, y2], -1).float()
+    whole = torch.tensor([0.0, 0.0, float(w), float(h)], device=masks.device)
+    return torch.where(rows.any(-1, keepdim=True), boxes, whole)
 
 
 def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:

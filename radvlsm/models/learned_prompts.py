@@ -42,7 +42,7 @@ class LearnedPrompts(nn.Module):
         fractions = torch.linspace(0.33, 0.75, n) if n > 1 else torch.tensor([0.5])
         half = fractions[:, None] * image_size / 2
         centre = image_size / 2
-        boxes = torch.cat([centre - half, centre - half, centre + half, centre + half], dim=1)[:, [0, 1, 2, 3]]
+        boxes = torch.cat([centre - half, centre - half, centre + half, centre + half], dim=1)
         device = next(prompt_encoder.parameters()).device
         sparse, _ = prompt_encoder(points=None, boxes=boxes.to(device), masks=None)
         self.tokens.copy_(sparse.to(self.tokens))

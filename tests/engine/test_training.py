@@ -8,8 +8,9 @@ import torch
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits, run_fusion_stage
 from radvlsm.engine.losses import RadVLSMLoss
-from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points
+from radvlsm.engine.prompt_sampling import foreground_points
 from radvlsm.engine.workflow import build_stage_trainer, make_loader, stage_parameters
+from radvlsm.models.candidates import boxes_from_masks
 
 
 def fixed_batch_loss(model, stage, batch, cache, loss) -> float:

@@ -11,9 +11,10 @@ import torch
 
 from radvlsm.config import build_network
 from radvlsm.engine.losses import RadVLSMLoss
-from radvlsm.engine.prompt_sampling import boxes_from_masks, foreground_points
+from radvlsm.engine.prompt_sampling import foreground_points
 from radvlsm.engine.training_step import TrainingStep, wrap_distributed
 from radvlsm.engine.workflow import stage_parameters
+from radvlsm.models.candidates import boxes_from_masks
 
 TEXTS = ["oval circumscribed hypoechoic mass", "irregular spiculated mass with posterior shadowing"]
 
