@@ -85,3 +85,12 @@ def test_disk_cache_is_reused_and_keyed_by_encoder_weights(tiny_model, tmp_path)
     tuned_cache.get_or_compute(image, tuned.image_encoder)
     assert tuned_cache.misses == 1  # other encoder weights never read the first model's files
     assert tuned_cache.namespace != cache.namespace
+
+
+def test_compute_with_runs_in_place_of_the_given_encoder() -> None:
+    module, runtime = CountingEncoder(), CountingEncoder()
+    cache = EmbeddingCache(max_items=10, compute_with=runtime)
+    images = torch.rand(3, 1, 16, 16)
+    out = cache.get_or_compute(images, module)
+    assert runtime.images == 3 and module.calls == 0
+    torch.testing.assert_close(out, CountingEncoder()(images), atol=1e-3, rtol=1e-3)
