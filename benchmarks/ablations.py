@@ -4,6 +4,8 @@ For every test image (at its original size, as the bundle's evaluation):
 
 - ``automatic``: the full prompt-free pipeline (candidates, reliability, MCRA);
 - ``single_best_candidate``: the most reliable candidate's mask alone (no MCRA fusion);
+- ``oracle_best_candidate``: the candidate with the best Dice against the truth, picked in hindsight: the ceiling
+  that a perfect ranking of the same candidates would reach (not a method; it reads the truth);
 - ``map_candidates_only`` / ``learned_candidates_only``: the most reliable of the response map's candidates /
   of the learned-prompt candidates alone;
 - ``focus_map_only``: the focusing head's probability thresholded at 0.5 (no SAM);
@@ -46,6 +48,7 @@ logger = logging.getLogger("benchmarks.ablations")
 SEGMENTATION_ROWS = (
     "automatic",
     "single_best_candidate",
+    "oracle_best_candidate",
     "map_candidates_only",
     "learned_candidates_only",
     "focus_map_only",
@@ -105,6 +108,10 @@ def run(
         reliability = out.reliability_logits.masked_fill(~out.candidates.valid, float("-inf"))
         best = int(reliability[0].argmax())
         rows["single_best_candidate"].append(_dice(torch.sigmoid(out.mask_logits[0, best, 0]), geometry, truth))
+        valid = out.candidates.valid[0].nonzero().flatten().tolist()
+        rows["oracle_best_candidate"].append(
+            max(_dice(torch.sigmoid(out.mask_logits[0, k, 0]), geometry, truth) for k in valid) if valid else 0.0
+        )
         n_map = out.point_mask_logits.shape[1]
         for name, part in (("map_candidates_only", slice(0, n_map)), ("learned_candidates_only", slice(n_map, None))):
             if reliability[0, part].numel():
