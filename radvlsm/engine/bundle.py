@@ -94,15 +94,32 @@ def prepare_splits(
     return splits
 
 
-def attach_checkpointing(trainer, ckpt_dir: str, stage: str, resume: bool = True, train_encoder: bool = False):
-    """Checkpoint a stage every epoch (atomically) and resume from its newest readable checkpoint.
+def attach_checkpointing(
+    trainer,
+    ckpt_dir: str,
+    stage: str,
+    resume: bool = True,
+    train_encoder: bool = False,
+    evaluator=None,
+    best_saver=None,
+):
+    """Checkpoint a stage every epoch (atomically) and resume from its newest readable checkpoint; with
+    ``evaluator`` (and its ``best_saver``), the validation best so far travels in the checkpoint too.
 
     See :func:`radvlsm.engine.checkpoints.attach_stage_checkpoints` (the bundle's ``resume`` option).
 
     Returns:
         the trainer (for chaining in JSON).
     """
-    return attach_stage_checkpoints(trainer, ckpt_dir, stage, resume=resume, train_encoder=train_encoder)
+    return attach_stage_checkpoints(
+        trainer,
+        ckpt_dir,
+        stage,
+        resume=resume,
+        train_encoder=train_encoder,
+        evaluator=evaluator,
+        best_saver=best_saver,
+    )
 
 
 def run_fusion_stage(

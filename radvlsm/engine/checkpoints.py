@@ -6,7 +6,9 @@ ignite's :class:`~ignite.handlers.Checkpoint` with an atomic :class:`~ignite.han
 file, then rename), keeping the last two. A training run killed at any moment (mid-epoch, or while a
 checkpoint is written) and started again with the same run folder continues from the newest checkpoint
 that loads, with MONAI's :class:`~monai.handlers.CheckpointLoader`: the interrupted epoch is redone, the
-finished ones are not.
+finished ones are not. A stage validated every epoch also saves its validation best so far
+(:class:`ValidationBest`), so that a resumed run neither replaces the best-epoch file with a worse epoch nor
+reports a best metric of -1 for a stage that had already finished.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from ignite.engine import Events
 from ignite.handlers import Checkpoint, DiskSaver
-from monai.engines import SupervisedTrainer
-from monai.handlers import CheckpointLoader
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from radvlsm.engine.workflow import stage_modules
 from radvlsm.errors import RadVLSMInputError
@@ -66,8 +68,42 @@ def latest_readable(folder: str | Path, stage: str) -> Path | None:
     return None
 
 
+class ValidationBest:
+    """An evaluator's best key metric and its epoch, and the best-epoch saver's record of it, as one checkpointable
+    object (``state_dict`` / ``load_state_dict``) that a stage checkpoint carries across a restart.
+
+    Args:
+        evaluator: the stage's validation evaluator (its ``state.best_metric`` / ``best_metric_epoch``).
+        best_saver: the :class:`~monai.handlers.CheckpointSaver` that keeps the best epoch's weights
+            (``save_key_metric``); told the restored best, it only replaces that file with a better epoch.
+    """
+
+    def __init__(self, evaluator: SupervisedEvaluator, best_saver: CheckpointSaver | None = None) -> None:
+        self.evaluator = evaluator
+        self.best_saver = best_saver
+
+    def state_dict(self) -> dict[str, float | int]:
+        return {
+            "best_metric": float(self.evaluator.state.best_metric),
+            "best_metric_epoch": int(self.evaluator.state.best_metric_epoch),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.evaluator.state.best_metric = float(state["best_metric"])
+        self.evaluator.state.best_metric_epoch = int(state["best_metric_epoch"])
+        if self.best_saver is not None and int(state["best_metric_epoch"]) > 0:
+            # the saver writes one fixed file name, so the record's file name is only a placeholder
+            self.best_saver.load_state_dict({"_saved": [(float(state["best_metric"]), "restored")]})
+
+
 def attach_stage_checkpoints(
-    trainer: SupervisedTrainer, ckpt_dir: str | Path, stage: str, resume: bool = True, train_encoder: bool = False
+    trainer: SupervisedTrainer,
+    ckpt_dir: str | Path,
+    stage: str,
+    resume: bool = True,
+    train_encoder: bool = False,
+    evaluator: SupervisedEvaluator | None = None,
+    best_saver: CheckpointSaver | None = None,
 ) -> SupervisedTrainer:
     """Save the stage's modules, optimiser and progress every epoch; resume from the newest readable checkpoint.
 
@@ -80,6 +116,8 @@ def attach_stage_checkpoints(
         resume: continue from this stage's newest readable checkpoint when there is one; False removes the
             stage's old checkpoints and starts from epoch 0.
         train_encoder: the image encoder is trained (and so checkpointed) too.
+        evaluator: the stage's validation evaluator, when it has one: its best metric so far is checkpointed.
+        best_saver: the evaluator's best-epoch :class:`~monai.handlers.CheckpointSaver`, told the restored best.
 
     Returns:
         the trainer.
@@ -88,6 +126,8 @@ def attach_stage_checkpoints(
     folder.mkdir(parents=True, exist_ok=True)
     modules = stage_modules(trainer.network, stage, train_encoder)  # not the frozen towers: small files
     save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
+    if evaluator is not None:
+        save_dict["validation_best"] = ValidationBest(evaluator, best_saver)
     latest = None
     if resume:
         latest = latest_readable(folder, stage)
@@ -111,5 +151,14 @@ def attach_stage_checkpoints(
     trainer.add_event_handler(Events.EPOCH_COMPLETED, saver)
     if latest is not None:
         logger.info("resuming stage %s from %s", stage, latest)
-        CheckpointLoader(str(latest), save_dict, map_location="cpu", strict=False).attach(trainer)
+        load_dict = dict(save_dict)
+        if "validation_best" in load_dict and "validation_best" not in read_torch_file(latest):
+            del load_dict["validation_best"]
+            logger.warning(
+                "checkpoint %s holds no validation best (written by an older radvlsm): the best %s epoch is "
+                "chosen among the epochs run from now on, and the best-epoch file may be replaced by a worse one",
+                latest,
+                stage,
+            )
+        CheckpointLoader(str(latest), load_dict, map_location="cpu", strict=False).attach(trainer)
     return trainer

@@ -40,15 +40,15 @@ def test_torchrun_two_ranks_trains_data_parallel(tmp_path: Path) -> None:
         *TINY,
         "--dataset_dir", str(tmp_path / "phantom"), "--phantom_images", "12",
         "--output_dir", str(tmp_path / "runs"),
-        "--epochs_align", "1", "--epochs_segment", "1", "--epochs_fusion", "2",
+        "--epochs_align", "1", "--epochs_prompts", "1", "--epochs_segment", "1", "--epochs_fusion", "2",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
 
-    # both ranks trained both stages, on different data (their last losses differ)
-    for stage in ("align", "segment"):
+    # both ranks trained every stage, on different data (their last losses differ)
+    for stage in ("align", "prompts", "segment"):
         done = re.findall(rf"rank (\d) of 2 finished stage {stage}: 1 epochs, (\d+) iterations, last loss (\S+)", log)
         assert sorted(r for r, _, _ in done) == ["0", "1"], log[-6000:]
         assert all(int(n) >= 1 for _, n, _ in done)
@@ -63,5 +63,7 @@ def test_torchrun_two_ranks_trains_data_parallel(tmp_path: Path) -> None:
     assert json.loads((runs / "model.json").read_text())["world_size"] == 2
     assert (runs / "model_best_full.pt").is_file() and (runs / "split.json").is_file()
     assert list(runs.glob("checkpoint_segment_checkpoint_epoch=1.pt"))
+    assert list(runs.glob("checkpoint_prompts_checkpoint_epoch=1.pt"))
+    assert "keep_threshold" in (runs / "mcra_tuning.json").read_text()  # tuned by rank 0 on the whole validation
     assert not list((runs / "embeddings").glob("*.tmp"))
     assert (tmp_path / "phantom" / "bus_data.csv").is_file()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointSaver
 
-from radvlsm.engine.checkpoints import attach_stage_checkpoints, latest_readable, stage_checkpoints
+from radvlsm.engine.checkpoints import ValidationBest, attach_stage_checkpoints, latest_readable, stage_checkpoints
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.workflow import build_stage_trainer, make_loader
+from radvlsm.models.weights import read_torch_file
 
 
 def fake_checkpoint(path: Path, epoch: int) -> Path:
@@ -62,3 +64,58 @@ def test_a_second_run_continues_from_the_last_epoch_with_optimizer_state(
     assert stage_checkpoints(tmp_path, "align") == []
     third.run()
     assert [e for e, _ in stage_checkpoints(tmp_path, "align")] == [1]
+
+
+def _validated_once(saver: CheckpointSaver, metric: float) -> Engine:
+    """An evaluator-like engine whose one epoch scores ``metric``, with ``saver`` keeping the best epoch."""
+    engine = Engine(lambda engine, batch: None)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update({"val": metric}))
+    saver.attach(engine)
+    return engine
+
+
+def _best_saver(folder: Path, model: torch.nn.Module) -> CheckpointSaver:
+    return CheckpointSaver(
+        str(folder), {"model": model}, save_key_metric=True, key_metric_name="val", key_metric_filename="best.pt"
+    )
+
+
+def test_a_restored_validation_best_keeps_the_better_best_epoch_file(tmp_path: Path) -> None:
+    first, second = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    torch.nn.init.constant_(first.weight, 1.0)
+    torch.nn.init.constant_(second.weight, 2.0)
+    _validated_once(_best_saver(tmp_path, first), 0.8).run([0], max_epochs=1)
+    earlier = Engine(lambda engine, batch: None)
+    earlier.state.best_metric, earlier.state.best_metric_epoch = 0.8, 1
+    state = ValidationBest(earlier).state_dict()
+    assert state == {"best_metric": 0.8, "best_metric_epoch": 1}
+
+    saver = _best_saver(tmp_path, second)
+    resumed = _validated_once(saver, 0.5)
+    ValidationBest(resumed, saver).load_state_dict(state)
+    resumed.run([0], max_epochs=1)
+    assert resumed.state.best_metric == 0.8 and resumed.state.best_metric_epoch == 1
+    assert float(torch.load(tmp_path / "best.pt")["weight"]) == 1.0, "a worse epoch replaced the best file"
+
+    _validated_once(_best_saver(tmp_path, second), 0.5).run([0], max_epochs=1)  # no restored best: replaced
+    assert float(torch.load(tmp_path / "best.pt")["weight"]) == 2.0
+
+
+def test_a_resumed_stage_gets_back_its_validation_best(
+    tiny_model, stage_settings, phantom_dir: Path, tmp_path: Path
+) -> None:
+    validator = Engine(lambda engine, batch: None)
+    validator.state.best_metric, validator.state.best_metric_epoch = 0.7, 2
+    trainer = tiny_trainer(tiny_model, stage_settings, phantom_dir, 2)
+    attach_stage_checkpoints(trainer, tmp_path, "align", evaluator=validator).run()
+    assert read_torch_file(latest_readable(tmp_path, "align"))["validation_best"] == {
+        "best_metric": 0.7,
+        "best_metric_epoch": 2,
+    }
+    fresh = Engine(lambda engine, batch: None)
+    fresh.state.best_metric, fresh.state.best_metric_epoch = -1.0, -1
+    again = attach_stage_checkpoints(
+        tiny_trainer(tiny_model, stage_settings, phantom_dir, 2), tmp_path, "align", evaluator=fresh
+    )
+    again.run()  # finished already: nothing is trained, the best is restored
+    assert (fresh.state.best_metric, fresh.state.best_metric_epoch) == (0.7, 2)
