@@ -151,7 +151,8 @@ def train(frames_path: str, minutes: float, out: str, batch_size: int = 16, lr: 
 
 @torch.no_grad()
 def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
-    """Dice, IoU and HD95 on the test split at each image's original size (as the bundle's evaluation)."""
+    """Dice, IoU and HD95 on the test split at each image's original size (as the bundle's evaluation), overall and
+    by scanner; per image in a CSV beside ``out``."""
     from radvlsm.data.image_io import read_image_2d
     from radvlsm.data.transforms import ToModelFrame
     from radvlsm.engine.metrics import segmentation_metrics
@@ -177,6 +178,11 @@ def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
             logger.info("evaluated %d images, mean Dice %.3f", i + 1, np.mean([r["dice"] for r in rows]))
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in ("dice", "iou", "hd95")}
     summary["n_images"] = len(rows)
+    summary["by_scanner"] = {
+        device: {"n_images": len(sel)} | {k: float(np.nanmean([r[k] for r in sel])) for k in ("dice", "iou", "hd95")}
+        for device in sorted({str(r["device"]) for r in rows})
+        for sel in [[r for r in rows if str(r["device"]) == device]]
+    }
     Path(out).write_text(json.dumps(summary, indent=2))
     with Path(out).with_suffix(".csv").open("w", newline="") as f:  # per image, as the bundle's per_image.csv
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["id"])
