@@ -71,10 +71,20 @@ def read_per_image(path: str) -> dict[str, dict]:
     return {r["id"]: {k: (float(v) if k in METRICS and v != "" else v) for k, v in r.items()} for r in rows}
 
 
-def _paired_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
+def _paired(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Means of paired per-image values ``a`` (held out) and ``b`` (in distribution), their mean difference and
+    its 95% percentile bootstrap interval over images; NaN when there are no images."""
+    if not len(a):
+        nan = float("nan")
+        return {"held_out": nan, "in_distribution": nan, "difference": nan, "difference_ci95": [nan, nan]}
     idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
     diff = np.nanmean(a[idx] - b[idx], axis=1)
-    return [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
+    return {
+        "held_out": float(np.nanmean(a)),
+        "in_distribution": float(np.nanmean(b)),
+        "difference": float(np.nanmean(a - b)),
+        "difference_ci95": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
+    }
 
 
 def compare(split_file: str, held_out: str, in_distribution: str | None = None) -> dict:
@@ -95,14 +105,7 @@ def compare(split_file: str, held_out: str, in_distribution: str | None = None) 
         shared = [m for m in columns if m in next(iter(ref.values()))]
         same: dict = {"n_images": len(ids)}
         for m in shared:
-            a = np.array([loso[i][m] for i in ids], float)
-            b = np.array([ref[i][m] for i in ids], float)
-            same[m] = {
-                "held_out": float(np.nanmean(a)) if len(ids) else float("nan"),
-                "in_distribution": float(np.nanmean(b)) if len(ids) else float("nan"),
-                "difference": float(np.nanmean(a - b)) if len(ids) else float("nan"),
-                "difference_ci95": _paired_interval(a, b) if len(ids) else [float("nan")] * 2,
-            }
+            same[m] = _paired(np.array([loso[i][m] for i in ids], float), np.array([ref[i][m] for i in ids], float))
         summary["in_distribution"] = str(in_distribution)
         summary["same_test_images"] = same
     return summary

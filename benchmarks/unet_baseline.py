@@ -149,6 +149,11 @@ def train(frames_path: str, minutes: float, out: str, batch_size: int = 16, lr: 
     return record
 
 
+def _means(rows: list[dict]) -> dict:
+    """Mean Dice, IoU and HD95 over per-image rows, and their number."""
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in ("dice", "iou", "hd95")} | {"n_images": len(rows)}
+
+
 @torch.no_grad()
 def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
     """Dice, IoU and HD95 on the test split at each image's original size (as the bundle's evaluation), overall and
@@ -176,10 +181,9 @@ def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
         )
         if (i + 1) % 50 == 0:
             logger.info("evaluated %d images, mean Dice %.3f", i + 1, np.mean([r["dice"] for r in rows]))
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in ("dice", "iou", "hd95")}
-    summary["n_images"] = len(rows)
+    summary = _means(rows)
     summary["by_scanner"] = {
-        device: {"n_images": len(sel)} | {k: float(np.nanmean([r[k] for r in sel])) for k in ("dice", "iou", "hd95")}
+        device: {"n_images": len(sel)} | _means(sel)
         for device in sorted({str(r["device"]) for r in rows})
         for sel in [[r for r in rows if str(r["device"]) == device]]
     }

@@ -47,12 +47,8 @@ def stage_checkpoints(folder: str | Path, stage: str) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def latest_readable(folder: str | Path, stage: str) -> Path | None:
-    """The newest checkpoint of ``stage`` that loads; None if none.
-
-    Newer files that do not load (a run killed while a non-atomic writer wrote them, a full disk) are
-    logged and renamed to ``<name>.corrupt``, so that they are neither resumed nor counted again.
-    """
+def _latest_readable_keys(folder: str | Path, stage: str) -> tuple[Path, set[str]] | None:
+    """The newest loadable checkpoint of ``stage`` and its top-level keys (see :func:`latest_readable`)."""
     for epoch, path in stage_checkpoints(folder, stage):
         try:
             state = read_torch_file(path)
@@ -61,11 +57,21 @@ def latest_readable(folder: str | Path, stage: str) -> Path | None:
         except RadVLSMInputError as exc:
             usable, problem = False, f"cannot be read ({exc})"
         if usable:
-            return path
+            return path, set(state)
         aside = path.with_name(path.name + ".corrupt")
         logger.error("checkpoint %s (epoch %d) %s: moved aside to %s", path, epoch, problem, aside.name)
         path.replace(aside)
     return None
+
+
+def latest_readable(folder: str | Path, stage: str) -> Path | None:
+    """The newest checkpoint of ``stage`` that loads; None if none.
+
+    Newer files that do not load (a run killed while a non-atomic writer wrote them, a full disk) are
+    logged and renamed to ``<name>.corrupt``, so that they are neither resumed nor counted again.
+    """
+    found = _latest_readable_keys(folder, stage)
+    return None if found is None else found[0]
 
 
 class ValidationBest:
@@ -128,9 +134,9 @@ def attach_stage_checkpoints(
     save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
     if evaluator is not None:
         save_dict["validation_best"] = ValidationBest(evaluator, best_saver)
-    latest = None
+    latest, latest_keys = None, set()
     if resume:
-        latest = latest_readable(folder, stage)
+        latest, latest_keys = _latest_readable_keys(folder, stage) or (None, set())
     else:
         old = stage_checkpoints(folder, stage)
         if old:
@@ -152,7 +158,7 @@ def attach_stage_checkpoints(
     if latest is not None:
         logger.info("resuming stage %s from %s", stage, latest)
         load_dict = dict(save_dict)
-        if "validation_best" in load_dict and "validation_best" not in read_torch_file(latest):
+        if "validation_best" in load_dict and "validation_best" not in latest_keys:
             del load_dict["validation_best"]
             logger.warning(
                 "checkpoint %s holds no validation best (written by an older radvlsm): the best %s epoch is "
