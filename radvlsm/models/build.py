@@ -61,6 +61,7 @@ def build_radvlsm(
     n_ctx: int,
     focus_hidden: int,
     focus_layers: int,
+    focus_context_features: Sequence[int],
     n_learned_prompts: int,
     tuned_decoder: bool,
     lexicon_path: str,
@@ -90,6 +91,8 @@ def build_radvlsm(
         n_ctx: CoOp learnable context vectors for the lesion prompt (0 = hand-written prompt only).
         focus_hidden: channels of the prompt-conditioned focusing head.
         focus_layers: FiLM blocks of the focusing head.
+        focus_context_features: the focusing head's context U-Net feature sizes (six, as MONAI ``BasicUNet``'s
+            ``features``); empty for none.
         n_learned_prompts: learned decoder prompts added to the candidates (0: none).
         tuned_decoder: give the automatic candidates and clicks their own copy of the decoder (tuned in stage
             ``segment``); user boxes keep LiteMedSAM's untouched decoder.
@@ -132,7 +135,9 @@ def build_radvlsm(
         mask_decoder=mask_decoder,
         text_encoder=text,
         aligner=SemanticAligner(image_dim, text.embed_dim, embed_dim),
-        focus=TextConditionedFocus(image_dim, embed_dim, hidden=focus_hidden, layers=focus_layers),
+        focus=TextConditionedFocus(
+            image_dim, embed_dim, hidden=focus_hidden, layers=focus_layers, context_features=focus_context_features
+        ),
         candidate_generator=CandidateGenerator(k=n_candidates, thresholds=tuple(cam_thresholds)),
         reliability_head=ReliabilityHead(n_cues=N_CUES, hidden=reliability_hidden),
         mcra=MCRA(cluster_iou=cluster_iou, keep_threshold=keep_threshold, temperature=mcra_temperature),

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
+from monai.networks.nets import BasicUNet
 from torch import nn
 
 from radvlsm.errors import RadVLSMInputError
@@ -89,22 +91,33 @@ class TextConditionedFocus(nn.Module):
 
     The patch-text similarity map of :class:`LesionFocus` plus a dense correction: the image embedding and the
     similarity map go through residual 3x3 convolution blocks whose features are scaled and shifted by the
-    prompt embedding (FiLM), then a transposed convolution doubles the resolution. The correction's last layer
-    starts at zero, so an untrained head is exactly the similarity map. Several lesions give several blobs.
+    prompt embedding (FiLM), then optionally through a context U-Net (MONAI ``BasicUNet``, residual, four
+    poolings: its receptive field spans the frame, so the head can tell the lesion from lesion-like tissue
+    elsewhere, which 3x3 blocks alone cannot), then a transposed convolution doubles the resolution. The
+    correction's last layer starts at zero, so an untrained head is exactly the similarity map. Several lesions
+    give several blobs.
 
     Args:
         image_dim: channels ``C`` of the image embedding.
         prompt_dim: size ``E`` of the projected prompt embedding (and of the projected patches).
         hidden: channels of the dense blocks.
         layers: number of FiLM blocks.
+        context_features: the context U-Net's six feature sizes (``BasicUNet``'s ``features``); empty for none.
     """
 
-    def __init__(self, image_dim: int, prompt_dim: int, hidden: int, layers: int) -> None:
+    def __init__(
+        self, image_dim: int, prompt_dim: int, hidden: int, layers: int, context_features: Sequence[int]
+    ) -> None:
         super().__init__()
         if min(image_dim, prompt_dim, hidden, layers) < 1 or hidden % 4:
             raise RadVLSMInputError(
                 f"need positive sizes and hidden divisible by 4, got {image_dim}, {prompt_dim}, {hidden}, {layers}",
                 "TextConditionedFocus",
+            )
+        context_features = tuple(int(f) for f in context_features)
+        if context_features and (len(context_features) != 6 or any(f < 4 or f % 4 for f in context_features)):
+            raise RadVLSMInputError(
+                f"expected six positive multiples of 4 (BasicUNet features), got {context_features}", "context_features"
             )
         self.similarity = LesionFocus()
         self.stem = nn.Conv2d(image_dim + 1, hidden, kernel_size=1)
@@ -113,6 +126,18 @@ class TextConditionedFocus(nn.Module):
         self.film = nn.Linear(prompt_dim, 2 * hidden * layers)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
+        self.context = (
+            BasicUNet(
+                spatial_dims=2,
+                in_channels=hidden,
+                out_channels=hidden,
+                features=context_features,
+                act="GELU",
+                norm=("group", {"num_groups": 4}),
+            )
+            if context_features
+            else None
+        )
         self.up = nn.ConvTranspose2d(hidden, hidden // 2, kernel_size=2, stride=2)
         self.head = nn.Conv2d(hidden // 2, 1, kernel_size=1)
         nn.init.zeros_(self.head.weight)
@@ -142,6 +167,8 @@ class TextConditionedFocus(nn.Module):
         for i, (conv, norm) in enumerate(zip(self.blocks, self.norms, strict=True)):
             y = norm(conv(x)) * (1 + gamma_beta[:, i, 0]) + gamma_beta[:, i, 1]
             x = x + F.gelu(y)
+        if self.context is not None:
+            x = x + self.context(x)
         correction = self.head(F.gelu(self.up(x)))
         return F.interpolate(sim, scale_factor=2, mode="bilinear", align_corners=False) + correction
 

@@ -3,8 +3,8 @@
 One image-encoder pass per image feeds everything downstream::
 
     image (B,1,S,S) ─► image encoder ─► embedding (B,C,h,w)
-      lesion prompt ─► text encoder ─► aligner ─┐
-      embedding + aligner patches ─► FiLM focus ┴─► response map (B,1,S,S) (mask-supervised)
+      lesion prompt ─► text encoder ─► aligner ─────────────────┐
+      embedding + aligner patches ─► FiLM focus + context U-Net ┴─► response map (B,1,S,S) (mask-supervised)
       response map ─► K candidate boxes + points; L learned prompts (decoder tokens, no box or point)
       embedding + candidates ─► SAM decoder, tuned copy (box, point, learned prompts) ─► K+L masks, IoU predictions
       masks ─► region embeddings ─► cues ─► reliability head ─► weights

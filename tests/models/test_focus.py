@@ -118,7 +118,7 @@ def test_text_conditioned_focus_starts_as_the_similarity_map_and_listens_to_the_
     from radvlsm.models.focus import TextConditionedFocus
 
     torch.manual_seed(0)
-    focus = TextConditionedFocus(image_dim=8, prompt_dim=6, hidden=16, layers=2)
+    focus = TextConditionedFocus(image_dim=8, prompt_dim=6, hidden=16, layers=2, context_features=())
     emb, patches = torch.randn(2, 8, 5, 7), torch.randn(2, 6, 5, 7)
     prompt = torch.randn(6)
     out = focus(emb, patches, prompt)
@@ -138,3 +138,37 @@ def test_text_conditioned_focus_starts_as_the_similarity_map_and_listens_to_the_
     assert not torch.allclose(focus(emb, patches, prompt), focus(emb, patches, -prompt))
     with pytest.raises(RadVLSMInputError):
         focus(emb, torch.randn(2, 6, 4, 4), prompt)
+
+
+@pytest.mark.parametrize("context", [(), (8, 8, 16, 16, 32, 8)])
+def test_text_conditioned_focus_context_unet_sees_the_whole_frame(context: tuple[int, ...]) -> None:
+    """Receptive field: with the context U-Net the map at one corner depends on the far corner; the 3x3 blocks
+    alone do not reach it. Group norms (image-wide statistics) are replaced by identities, so only convolutions
+    connect pixels; He-initialised so that the signal does not fade through the un-normalised layers."""
+    from radvlsm.models.focus import TextConditionedFocus
+
+    torch.manual_seed(0)
+    focus = TextConditionedFocus(image_dim=8, prompt_dim=6, hidden=8, layers=1, context_features=context)
+    for module in list(focus.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.GroupNorm):
+                setattr(module, name, torch.nn.Identity())
+            if isinstance(child, torch.nn.Conv2d | torch.nn.ConvTranspose2d):  # the head too: no zero correction
+                torch.nn.init.kaiming_normal_(child.weight)
+    emb, patches, prompt = torch.randn(1, 8, 16, 16), torch.randn(1, 6, 16, 16), torch.randn(6)
+    far = emb.clone()
+    far[..., -2:, -2:] += 5.0  # change the embedding only at the bottom-right corner
+    with torch.no_grad():
+        out = focus(emb, patches, prompt)
+        change = (focus(far, patches, prompt) - out).abs()
+    assert out.shape == (1, 1, 32, 32)
+    assert float(change[..., -4:, -4:].max()) > 1e-3  # the corner itself always changes
+    assert (float(change[..., :8, :8].max()) > 1e-6) == bool(context)  # the far corner only with the U-Net
+
+
+def test_text_conditioned_focus_rejects_bad_context_features() -> None:
+    from radvlsm.models.focus import TextConditionedFocus
+
+    for bad in [(8, 8, 16), (8, 8, 16, 16, 32, 6)]:
+        with pytest.raises(RadVLSMInputError, match="BasicUNet"):
+            TextConditionedFocus(image_dim=8, prompt_dim=6, hidden=8, layers=1, context_features=bad)
