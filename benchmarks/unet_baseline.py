@@ -183,7 +183,7 @@ def evaluate(dataset_dir: str, split_file: str, weights: str, out: str) -> dict:
             logger.info("evaluated %d images, mean Dice %.3f", i + 1, np.mean([r["dice"] for r in rows]))
     summary = _means(rows)
     summary["by_scanner"] = {
-        device: {"n_images": len(sel)} | _means(sel)
+        device: _means(sel)
         for device in sorted({str(r["device"]) for r in rows})
         for sel in [[r for r in rows if str(r["device"]) == device]]
     }
