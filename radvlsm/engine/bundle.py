@@ -20,7 +20,7 @@ from radvlsm.data.splits import all_split, read_split, split_by_case, write_spli
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.checkpoints import attach_stage_checkpoints
 from radvlsm.engine.distributed import barrier, is_main_process
-from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion
+from radvlsm.engine.workflow import collect_fusion_inputs, fit_fusion, stage_modules
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.weights import load_trained_weights, read_torch_file, trained_state_dict
 
@@ -155,6 +155,46 @@ def run_fusion_stage(
         report["temperature"] = model.fusion.calibrate(fused, val["diagnosis"])
         logger.info("fusion stage: temperature %.3f fitted on %d validation images", report["temperature"], len(fused))
     return report
+
+
+def run_box_stage(model, trainer, evaluator, best_path: str) -> dict[str, float | str]:
+    """Stage ``box``: tune the user-box decoder copy, with LiteMedSAM's own weights as a contender.
+
+    The copy starts from the untouched decoder's weights and is validated once before training, so that
+    LiteMedSAM's validation box Dice is the figure to beat: the best validation epoch is kept only when it is
+    higher; otherwise the copy keeps LiteMedSAM's weights (and :func:`save_model` ships none of it).
+
+    Args:
+        model: the network, with ``box_decoder``.
+        trainer: the stage's trainer (validated by ``evaluator`` every epoch).
+        evaluator: the box evaluator (key metric: the Dice of the truth box's mask); its ``best_saver``
+            writes ``best_path``.
+        best_path: the best validation epoch's stage checkpoint.
+
+    Returns:
+        ``box_val_dice_litemedsam``, ``box_val_dice`` (the kept weights') and ``box_decoder``
+        (``tuned`` or ``litemedsam``), for the metrics saved beside the weights.
+    """
+    if model.box_decoder is None:
+        raise ValueError("stage 'box' needs a model built with tuned_box_decoder")
+    model.box_decoder.load_state_dict(model.mask_decoder.state_dict())  # always from LiteMedSAM's own weights
+    evaluator.run()
+    baseline = float(evaluator.state.metrics[evaluator.state.key_metric_name])
+    trainer.run()
+    best = float(evaluator.state.best_metric)
+    if best > baseline:
+        load_best(stage_modules(model, "box"), best_path)
+        chosen = "tuned"
+    else:
+        model.box_decoder.load_state_dict(model.mask_decoder.state_dict())
+        best, chosen = baseline, "litemedsam"
+    logger.info(
+        "stage box: validation box Dice %.4f with LiteMedSAM's weights, %.4f kept (%s decoder for user boxes)",
+        baseline,
+        best,
+        chosen,
+    )
+    return {"box_val_dice_litemedsam": baseline, "box_val_dice": best, "box_decoder": chosen}
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,8 @@ class StageIteration:
         loss: :class:`RadVLSMLoss`.
         cache: embedding cache (ignored when ``train_encoder``).
         train_encoder: back-propagate into the image encoder (GPU use; CPU keeps it frozen).
-        box_jitter: maximum truth-box jitter as a fraction of the box size (stages ``segment``, ``region``).
+        box_jitter: maximum truth-box jitter as a fraction of the box size (stages ``segment``, ``box``,
+            ``region``).
         max_points: stage ``region`` samples 1 to ``max_points`` truth points per batch.
         seed: seeds the prompt-sampling generator.
         step: the module that computes the loss, e.g. a DistributedDataParallel-wrapped
@@ -84,7 +85,9 @@ class StageIteration:
         texts = boxes = points = None
         if self.stage in ("align", "region"):
             texts = list(batch["text"])
-        if self.stage in ("segment", "region"):
+        if self.stage == "box":
+            boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
+        elif self.stage in ("segment", "region"):
             boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
             n = (
                 1
@@ -121,6 +124,18 @@ class EvalIteration:
         with torch.no_grad():
             pred, logits = self.predict(model, _embeddings(model, images, self.cache), labels)
         return {"pred": pred, "label": labels, "prob": torch.softmax(logits, -1)[:, 1], "diagnosis": diagnosis}
+
+
+class BoxEvalIteration(EvalIteration):
+    """User-box prediction for validation: the truth box on the user-box decoder (stage ``box``'s key metric).
+
+    ``prob`` is the box region's malignancy probability, for completeness; the metric is the Dice.
+    """
+
+    def predict(self, model, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The truth box's binary mask and its diagnosis logits."""
+        logits, diag_logits, _, _ = model.forward_prompted(embeddings, boxes=boxes_from_masks(labels))
+        return (logits > 0).float(), diag_logits
 
 
 class RegionEvalIteration(EvalIteration):

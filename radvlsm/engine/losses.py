@@ -4,6 +4,7 @@ Stage ``align``: InfoNCE between truth-region embeddings and their clinical text
 alignment, and supervised lesion focusing. Stage ``segment``: Dice + focal (MONAI) on candidate masks,
 on a jittered truth-box prompt (keeps interactive box/point use sharp) and on the fused mask;
 cross-entropy on candidate and fused diagnosis; IoU regression for the reliability head and SAM's IoU head.
+Stage ``box``: Dice + BCE of the user-box decoder copy on jittered truth boxes.
 Stage ``region``: region-text pairs (truth mask, jittered truth box, sampled points, each with the
 lesion's clinical text) train the feature-level region prompt path; a global-context term keeps the
 prompted image's global embedding at the unprompted one.
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceFocalLoss, DiceLoss
+from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
 from torch import nn
 
 from radvlsm.models.align import contrastive_loss
-from radvlsm.models.decode import decode_learned
+from radvlsm.models.decode import decode_learned, decode_prompts
 from radvlsm.models.focus import focus_loss
 from radvlsm.models.reliability import mask_iou, reliability_loss
 
@@ -44,6 +45,7 @@ class LossWeights:
         global_context: ``1 - cos`` between the prompted and unprompted global image embeddings (stage region).
         learned_prompt: Dice + focal of the best learned prompt's mask (stage prompts).
         learned_spread: weight of the mean over all learned prompts against the best one (stage prompts).
+        box_mask: Dice + BCE of the user-box decoder's mask from a jittered truth box (stage box).
     """
 
     contrastive: float = 1.0
@@ -61,6 +63,7 @@ class LossWeights:
     global_context: float = 1.0
     learned_prompt: float = 1.0
     learned_spread: float = 0.25
+    box_mask: float = 1.0
 
 
 def masked_region_embedding(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -88,6 +91,7 @@ class RadVLSMLoss(nn.Module):
         self.dice_focal = DiceFocalLoss(sigmoid=True, reduction="mean")
         self.dice_prob = DiceLoss(sigmoid=False, reduction="mean")
         self.dice_focal_each = DiceFocalLoss(sigmoid=True, reduction="none")
+        self.dice_bce = DiceCELoss(sigmoid=True, reduction="mean")
 
     def align(self, model, embeddings: torch.Tensor, label: torch.Tensor, texts: list[str], diagnosis: torch.Tensor):
         """Stage ``align`` losses.
@@ -141,6 +145,22 @@ class RadVLSMLoss(nn.Module):
         best = per.min(dim=1).values.mean()
         terms = {"learned_best": best, "learned_mean": per.mean()}
         return self.weights.learned_prompt * (best + self.weights.learned_spread * per.mean()), terms
+
+    def box(self, model, embeddings: torch.Tensor, label: torch.Tensor, boxes: torch.Tensor):
+        """Stage ``box``: Dice + BCE of the user-box decoder's mask from jittered truth boxes.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM` with ``box_decoder``.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)``; boxes: ``(B, 4)`` (model frame).
+
+        Returns:
+            (total loss, dict of named scalar terms).
+        """
+        if model.box_decoder is None:
+            raise ValueError("stage 'box' needs a model built with tuned_box_decoder")
+        out = decode_prompts(model.box_decoder, embeddings, boxes)
+        term = self.dice_bce(out.mask_logits[:, 0], label)
+        return self.weights.box_mask * term, {"box_mask": term}
 
     def segment(self, model, embeddings: torch.Tensor, label: torch.Tensor, diagnosis: torch.Tensor, boxes, points):
         """Stage ``segment`` losses.

@@ -17,7 +17,7 @@ from torch import nn
 
 from radvlsm.engine.losses import RadVLSMLoss
 
-STAGES = ("align", "prompts", "segment", "region")
+STAGES = ("align", "prompts", "segment", "box", "region")
 
 
 class TrainingStep(nn.Module):
@@ -55,7 +55,7 @@ class TrainingStep(nn.Module):
             labels: ``(B, 1, S, S)`` binary truth masks.
             diagnosis: ``(B,)`` class indices (0 benign, 1 malignant).
             texts: B clinical descriptions (stages ``align`` and ``region``).
-            boxes: ``(B, 4)`` jittered truth boxes (stages ``segment`` and ``region``).
+            boxes: ``(B, 4)`` jittered truth boxes (stages ``segment``, ``box`` and ``region``).
             points: ``(B, P, 2)`` truth points (stages ``segment`` and ``region``).
             images: ``(B, 1, S, S)`` model-frame images, used when ``embeddings`` is None.
 
@@ -72,6 +72,10 @@ class TrainingStep(nn.Module):
             return self.loss.align(self.model, embeddings, labels, list(texts), diagnosis)
         if self.stage == "prompts":
             return self.loss.prompts(self.model, embeddings, labels)
+        if self.stage == "box":
+            if boxes is None:
+                raise ValueError("stage 'box' needs the truth boxes")
+            return self.loss.box(self.model, embeddings, labels, boxes)
         if boxes is None or points is None:
             raise ValueError(f"stage {self.stage!r} needs the truth boxes and points")
         if self.stage == "region":

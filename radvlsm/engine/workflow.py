@@ -6,9 +6,11 @@ Stages (the method's order):
   2. ``prompts``: the learned decoder prompts (decoder frozen); ``segment``: the automatic path's copy of the
      decoder, the reliability and diagnosis heads, with candidates generated on the fly. LiteMedSAM's own
      decoder, which serves user boxes, is never tuned.
-  3. ``region``: the feature-level region prompt path (MedP-CLIP style region recognition) on region-text
+  3. ``box``: the user-box copy of the decoder on jittered truth boxes; validated before and after, so that
+     LiteMedSAM's own weights are kept unless tuning beats them on validation.
+  4. ``region``: the feature-level region prompt path (MedP-CLIP style region recognition) on region-text
      pairs from the truth masks; everything the automatic pipeline uses stays frozen.
-  4. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
+  5. ``fusion``: radiomics of the predicted masks (off the autograd path, cached), standardiser fit,
      visual-radiomics fusion head.
 The image encoder is frozen unless ``train_encoder`` is set (then its embeddings are not cached).
 """
@@ -39,6 +41,7 @@ STAGE_MODULES = {
     "align": ("aligner", "focus", "prompt_learner"),
     "prompts": ("learned_prompts",),
     "segment": ("auto_decoder", "reliability_head", "diagnosis_head", "mcra"),
+    "box": ("box_decoder",),
     "fusion": ("fusion",),
     "region": ("region_prompt", "region_context"),
 }
@@ -185,7 +188,7 @@ def build_stage_trainer(
     # the pretrained decoder (and encoder) fine-tune at lr; the freshly initialised heads learn faster
     pretrained = {
         id(p)
-        for n in ("mask_decoder", "auto_decoder", "image_encoder")
+        for n in ("mask_decoder", "auto_decoder", "box_decoder", "image_encoder")
         if getattr(model, n, None) is not None
         for p in getattr(model, n).parameters()
         if p.requires_grad

@@ -64,6 +64,7 @@ def build_radvlsm(
     focus_context_features: Sequence[int],
     n_learned_prompts: int,
     tuned_decoder: bool,
+    tuned_box_decoder: bool,
     lexicon_path: str,
     n_candidates: int,
     cam_thresholds: Sequence[float],
@@ -95,7 +96,9 @@ def build_radvlsm(
             ``features``); empty for none.
         n_learned_prompts: learned decoder prompts added to the candidates (0: none).
         tuned_decoder: give the automatic candidates and clicks their own copy of the decoder (tuned in stage
-            ``segment``); user boxes keep LiteMedSAM's untouched decoder.
+            ``segment``); user boxes keep LiteMedSAM's untouched decoder unless ``tuned_box_decoder``.
+        tuned_box_decoder: give user boxes their own copy of the decoder (tuned on truth boxes in stage ``box``,
+            kept only where it beats LiteMedSAM's own weights on validation); mask prompts keep LiteMedSAM's.
         lexicon_path: clinical lexicon YAML (lesion prompt, class prompts, BI-RADS descriptors).
         n_candidates: K candidate prompts per image.
         cam_thresholds: response-map thresholds used to form candidates.
@@ -149,6 +152,7 @@ def build_radvlsm(
         point_sigma=point_sigma,
         learned_prompts=learned,
         auto_decoder=copy.deepcopy(mask_decoder) if tuned_decoder else None,
+        box_decoder=copy.deepcopy(mask_decoder) if tuned_box_decoder else None,
         fusion=VisualRadiomicsFusion(image_dim, n_features, hidden=fusion_hidden) if extractor else None,
         standardizer=RadiomicsStandardizer(n_features) if extractor else None,
         radiomics=extractor,

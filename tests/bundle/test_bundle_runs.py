@@ -94,8 +94,11 @@ def test_training_writes_model_split_and_checkpoints(trained: Path) -> None:
     assert set(split) >= {"training", "validation", "test"}
     assert list(runs.glob("checkpoint_segment_checkpoint_epoch=2.pt"))
     assert list(runs.glob("checkpoint_region_checkpoint_epoch=2.pt"))
-    auc = json.loads((runs / "model.json").read_text())["region_val_auc"]
+    metrics = json.loads((runs / "model.json").read_text())
+    auc = metrics["region_val_auc"]
     assert auc != auc or 0 <= auc <= 1  # NaN when the tiny validation split holds one class
+    assert metrics["box_decoder"] in ("tuned", "litemedsam") and (runs / "box_best.pt").is_file()
+    assert metrics["box_val_dice"] >= metrics["box_val_dice_litemedsam"]
 
 
 def retrain_part(trained: Path, run_id: str, epochs: tuple[str, str], prefixes: tuple[str, ...]) -> tuple[dict, list]:
@@ -129,6 +132,31 @@ def test_region_training_continues_from_shipped_weights(trained: Path) -> None:
         trained, "region_training", ("--epochs_region", "2"), ("region_prompt.", "region_context.")
     )
     assert metrics["region_epochs"] == 2 and "best_val_dice" in metrics  # the earlier metrics are kept
+
+
+@pytest.mark.slow
+def test_box_training_tunes_only_the_box_decoder_and_keeps_it_only_when_better(trained: Path) -> None:
+    """``box_training`` retunes the user-box copy from LiteMedSAM's weights on top of a model.pt; the rest is kept."""
+    import torch
+
+    out = trained / "box_training_runs"
+    run_bundle(
+        "box_training", "train.json", *TINY,
+        "--dataset_dir", str(trained / "phantom"), "--output_dir", str(out),
+        "--initial_weights", str(trained / "runs" / "model.pt"), "--epochs_box", "2", "--lr_box", "0.003",
+    )  # fmt: skip
+    before = torch.load(trained / "runs" / "model.pt", weights_only=True)
+    after = torch.load(out / "model.pt", weights_only=True)
+    metrics = json.loads((out / "model.json").read_text())
+    assert metrics["box_epochs"] == 2 and "best_val_dice" in metrics  # the earlier metrics are kept
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("box_decoder."))
+    rest = [{k for k in state if not k.startswith("box_decoder.")} for state in (before, after)]
+    assert rest[0] == rest[1]
+    shipped = [k for k in after if k.startswith("box_decoder.")]
+    if metrics["box_decoder"] == "tuned":  # tuning won on validation: the copy ships
+        assert shipped and metrics["box_val_dice"] > metrics["box_val_dice_litemedsam"]
+    else:  # LiteMedSAM's weights won: nothing of the copy ships, so the file loads as LiteMedSAM for boxes
+        assert not shipped and metrics["box_val_dice"] == metrics["box_val_dice_litemedsam"]
 
 
 @pytest.mark.slow

@@ -161,3 +161,27 @@ def test_region_terms_weighting_and_gradients(tiny: nn.Module, n: int) -> None:
     total.backward()
     weight = tiny.region_prompt.to_features.weight  # zero-initialised, so its gradient is what starts training
     assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_box_term_trains_the_user_box_decoder_alone(tiny: nn.Module) -> None:
+    from radvlsm.engine.workflow import stage_parameters
+
+    b = _boxes_batch(tiny, 2)
+    stage_parameters(tiny, "box")
+    total, terms = RadVLSMLoss(_with_weights({"box_mask": 2.0})).box(tiny, b["embeddings"], b["labels"], b["boxes"])
+    assert set(terms) == {"box_mask"} and torch.isfinite(total) and float(terms["box_mask"].detach()) > 0
+    torch.testing.assert_close(total, 2.0 * terms["box_mask"])
+    tiny.zero_grad()
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.box_decoder.parameters())
+    for part in ("mask_decoder", "auto_decoder", "focus"):
+        assert all(p.grad is None for p in getattr(tiny, part).parameters()), part
+    for p in tiny.parameters():
+        p.requires_grad_(True)
+
+
+def test_box_term_needs_the_box_decoder(tiny_model) -> None:
+    model = tiny_model(radiomics=False, tuned_box_decoder=False)
+    b = _boxes_batch(model, 1)
+    with pytest.raises(ValueError, match="tuned_box_decoder"):
+        RadVLSMLoss().box(model, b["embeddings"], b["labels"], b["boxes"])

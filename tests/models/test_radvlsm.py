@@ -49,3 +49,33 @@ def test_clicks_become_boxes_that_hold_them(tiny) -> None:
         assert mask_logits.shape == (1, 1, 64, 64)
     finally:
         tiny.click_to_box = True
+
+
+def test_each_user_prompt_goes_to_its_decoder(tiny_model) -> None:
+    """Boxes: the box-tuned copy; masks: LiteMedSAM's own decoder; clicks alone: the automatic path's copy."""
+    from radvlsm.models.decode import decode_prompts
+
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False).eval()
+    with torch.no_grad():  # three different decoders, so that each output names the decoder that made it
+        model.box_decoder.mask_decoder.iou_token.weight.add_(0.5)
+        model.auto_decoder.mask_decoder.iou_token.weight.sub_(0.5)
+    emb = model.encode_image(torch.rand(1, 1, 64, 64))
+    box = torch.tensor([[10.0, 12.0, 40.0, 44.0]])
+    click, label = torch.tensor([[[25.0, 28.0]]]), torch.ones(1, 1, dtype=torch.long)
+    with torch.no_grad():
+        *_, iou = model.forward_prompted(emb, boxes=box)
+        torch.testing.assert_close(iou, decode_prompts(model.box_decoder, emb, box).iou_pred[:, 0])
+        assert not torch.allclose(iou, decode_prompts(model.mask_decoder, emb, box).iou_pred[:, 0])
+        mask = torch.zeros(1, 1, 64, 64)
+        mask[..., 12:44, 10:40] = 1
+        *_, iou = model.forward_prompted(emb, mask_inputs=mask)
+        expected = model.mask_decoder(emb, mask_inputs=model._mask_prompt(mask)[:, None]).iou_pred[:, 0]
+        torch.testing.assert_close(iou, expected)
+        *_, iou = model.forward_prompted(emb, points=click, point_labels=label)
+        completed = model.boxes_from_clicks(emb, click, label)
+        torch.testing.assert_close(iou, decode_prompts(model.auto_decoder, emb, completed, click, label).iou_pred[:, 0])
+    model.box_decoder = None  # without the copy, boxes go to LiteMedSAM's decoder
+    with torch.no_grad():
+        *_, iou = model.forward_prompted(emb, boxes=box)
+        torch.testing.assert_close(iou, decode_prompts(model.mask_decoder, emb, box).iou_pred[:, 0])

@@ -104,3 +104,25 @@ def test_an_untuned_decoder_is_not_shipped_and_loads_from_the_package(tiny_model
     torch.testing.assert_close(
         fresh.mask_decoder.mask_decoder.iou_token.weight, model.mask_decoder.mask_decoder.iou_token.weight
     )
+
+
+def test_the_box_decoder_copy_is_shipped_only_when_tuned(tiny_model, tmp_path) -> None:
+    from radvlsm.engine.bundle import save_model
+
+    model = tiny_model(radiomics=False)
+    state = torch.load(save_model(model, str(tmp_path / "same.pt")), weights_only=True)
+    assert not any(k.startswith("box_decoder.") for k in state)  # still LiteMedSAM's weights: nothing to ship
+    fresh = tiny_model(radiomics=False)
+    load_trained_weights(fresh, tmp_path / "same.pt")
+    for a, b in zip(fresh.box_decoder.state_dict().values(), fresh.mask_decoder.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # a file without it (0.6 and older) gives the untouched copy
+    with torch.no_grad():
+        model.box_decoder.mask_decoder.iou_token.weight.add_(0.25)
+    state = torch.load(save_model(model, str(tmp_path / "tuned.pt")), weights_only=True)
+    assert any(k.startswith("box_decoder.") for k in state) and not any(k.startswith("mask_decoder.") for k in state)
+    load_trained_weights(fresh, tmp_path / "tuned.pt")
+    torch.testing.assert_close(
+        fresh.box_decoder.mask_decoder.iou_token.weight, model.box_decoder.mask_decoder.iou_token.weight.half().float()
+    )
+    token = fresh.box_decoder.mask_decoder.iou_token.weight
+    assert not torch.equal(token, fresh.mask_decoder.mask_decoder.iou_token.weight)

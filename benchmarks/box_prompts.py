@@ -1,0 +1,122 @@
+"""User-box Dice on one split: the model's user-box decoder against LiteMedSAM's untouched decoder, image by image.
+
+For every image (at its original size, as the bundle's evaluation) the truth box goes to the decoder that serves
+user boxes (``RadVLSM.user_box_decoder``: the box-tuned copy when the model ships one) and to the pretrained
+LiteMedSAM decoder. Reports both means, their paired difference with a 95% bootstrap interval, overall and per
+scanner (the item's ``device``). Only the decoders run (no automatic pipeline), so a whole leave-one-scanner-out
+test split takes minutes; give ``--cache_dir`` to reuse image embeddings.
+
+Usage::
+
+    python benchmarks/box_prompts.py --dataset_dir ../shared/data/bus-bra --split_file SPLIT.json \
+        --model_path model.pt --out box_prompts.json [--split test] [--limit N] [--cache_dir DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ablations import (  # this folder is on sys.path when run as a script
+    _dice,
+    split_benchmark_parser,
+    split_items,
+    start,
+    trained_model,
+)
+
+from radvlsm.config import build_network
+from radvlsm.data.image_io import read_image_2d
+from radvlsm.engine.evaluation import truth_prompts
+from radvlsm.models.decode import decode_prompts
+from radvlsm.predictor import validate_prompts
+
+logger = logging.getLogger("benchmarks.box_prompts")
+
+
+def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Means of ``a`` and ``b`` and of ``a - b`` with a 95% percentile bootstrap interval over images."""
+    if not len(a):
+        return {"n_images": 0}
+    rng = np.random.default_rng(seed)
+    diff = a - b
+    boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
+    return {
+        "n_images": len(a),
+        "model": float(a.mean()),
+        "litemedsam": float(b.mean()),
+        "difference": float(diff.mean()),
+        "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+    }
+
+
+@torch.no_grad()
+def run(
+    dataset_dir: str,
+    split_file: str,
+    model_path: str,
+    split: str = "test",
+    limit: int = 0,
+    cache_dir: str | None = None,
+    **overrides,
+) -> dict:
+    """Truth-box Dice of the model's user-box decoder and of LiteMedSAM's, per image; summary as described above.
+
+    ``overrides`` change ``network_def`` keys of the bundle (e.g. ``variant="tiny"`` in tests).
+    """
+    predictor = trained_model(model_path, cache_dir, **overrides)
+    model = predictor.model
+    untuned = build_network(**overrides).eval().mask_decoder  # the pretrained LiteMedSAM decoder, untouched
+    items = split_items(dataset_dir, split_file, split, limit)
+    ours, theirs, devices = [], [], []
+    started = time.perf_counter()
+    for i, item in enumerate(items):
+        truth = read_image_2d(item["label"]) > 0
+        box, _ = truth_prompts(truth)
+        if box is None:
+            continue
+        predictor.set_image(read_image_2d(item["image"]))
+        geometry, emb = predictor.geometry, predictor.features
+        prompt = validate_prompts(geometry, None, None, box, None)["box"]
+        for decoder, row in ((model.user_box_decoder, ours), (untuned, theirs)):
+            logits = decode_prompts(decoder, emb, prompt).mask_logits[0, 0, 0]
+            row.append(_dice(torch.sigmoid(logits), geometry, truth))
+        devices.append(str(item.get("device") or "unknown"))
+        if (i + 1) % 50 == 0 or i + 1 == len(items):
+            logger.info(
+                "%d/%d images (%.2f s/image): box Dice %.4f, LiteMedSAM %.4f",
+                i + 1,
+                len(items),
+                (time.perf_counter() - started) / (i + 1),
+                np.mean(ours),
+                np.mean(theirs),
+            )
+    a, b, dev = np.asarray(ours), np.asarray(theirs), np.asarray(devices)
+    tuned = model.box_decoder is not None and any(
+        not torch.equal(p, q)
+        for p, q in zip(model.box_decoder.state_dict().values(), untuned.state_dict().values(), strict=True)
+    )
+    return {
+        "split": split,
+        "model_path": str(model_path),
+        "box_decoder": "tuned" if tuned else "litemedsam",
+        **paired(a, b),
+        "per_scanner": {d: paired(a[dev == d], b[dev == d]) for d in sorted(set(devices))},
+    }
+
+
+def main() -> None:
+    args = split_benchmark_parser(__doc__.splitlines()[0]).parse_args()
+    start(args)
+    summary = run(args.dataset_dir, args.split_file, args.model_path, args.split, args.limit, args.cache_dir)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2))
+    logger.info("written %s: %s", args.out, json.dumps({k: v for k, v in summary.items() if k != "per_scanner"}))
+
+
+if __name__ == "__main__":
+    main()
