@@ -2,7 +2,9 @@
 
 For every test image (at its original size, as the bundle's evaluation):
 
-- ``automatic``: the full prompt-free pipeline (candidates, reliability, MCRA);
+- ``automatic``: the full prompt-free pipeline (candidates, reliability, MCRA, and the box re-decoding of the
+  fused mask when ``box_refine`` is on);
+- ``mcra_fused``: MCRA's fused mask itself (the same as ``automatic`` without ``box_refine``);
 - ``single_best_candidate``: the most reliable candidate's mask alone (no MCRA fusion);
 - ``oracle_best_candidate``: the candidate with the best Dice against the truth, picked in hindsight: the ceiling
   that a perfect ranking of the same candidates would reach (not a method; it reads the truth);
@@ -47,6 +49,7 @@ logger = logging.getLogger("benchmarks.ablations")
 
 SEGMENTATION_ROWS = (
     "automatic",
+    "mcra_fused",
     "single_best_candidate",
     "oracle_best_candidate",
     "map_candidates_only",
@@ -104,7 +107,8 @@ def run(
         predictor.set_image(image)
         geometry, x, emb = predictor.geometry, predictor.input_image, predictor.features
         out = model(embeddings=emb, content_size=geometry.resized_size)
-        rows["automatic"].append(_dice(out.fused.mask_prob[0, 0], geometry, truth))
+        rows["automatic"].append(_dice(out.mask_prob[0, 0], geometry, truth))
+        rows["mcra_fused"].append(_dice(out.fused.mask_prob[0, 0], geometry, truth))
         reliability = out.reliability_logits.masked_fill(~out.candidates.valid, float("-inf"))
         best = int(reliability[0].argmax())
         rows["single_best_candidate"].append(_dice(torch.sigmoid(out.mask_logits[0, best, 0]), geometry, truth))
@@ -120,7 +124,7 @@ def run(
         size = out.cam.shape[-2:]
         focus_prob = torch.nn.functional.interpolate(torch.sigmoid(out.cam_logits), size=size, mode="bilinear")
         rows["focus_map_only"].append(_dice(focus_prob[0, 0], geometry, truth))
-        binary = (out.fused.mask_prob > 0.5).float()
+        binary = (out.mask_prob > 0.5).float()
         final_logits, _ = model.fuse_radiomics(x, binary, out.fused.region_emb, out.fused.diag_logits)
         probs_fused.append(float(torch.softmax(final_logits, -1)[0, 1]))
         probs_visual.append(float(torch.softmax(out.fused.diag_logits, -1)[0, 1]))

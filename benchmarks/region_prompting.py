@@ -124,7 +124,7 @@ def run(
             ):
                 out = model(embeddings=features, content_size=geometry.resized_size)
                 fused, _ = model.fuse_radiomics(
-                    x, (out.fused.mask_prob > 0.5).float(), out.fused.region_emb, out.fused.diag_logits
+                    x, (out.mask_prob > 0.5).float(), out.fused.region_emb, out.fused.diag_logits
                 )
                 add(f"automatic_visual_{name}", malignant(out.fused.diag_logits))
                 add(f"automatic_with_radiomics_{name}", malignant(fused))

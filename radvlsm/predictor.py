@@ -132,7 +132,7 @@ class RadVLSMPredictor:
         prompts = validate_prompts(geometry, points, point_labels, box, mask)
         if prompts is None:
             out = model(embeddings=features, content_size=geometry.resized_size)
-            mask_prob, visual_logits, visual_emb = out.fused.mask_prob, out.fused.diag_logits, out.fused.region_emb
+            mask_prob, visual_logits, visual_emb = out.mask_prob, out.fused.diag_logits, out.fused.region_emb
             candidates = candidate_results(out, geometry)
             response = geometry.model_to_original(out.cam[0, 0]).clamp(0, 1).cpu().numpy()
             mode = "automatic"

@@ -92,5 +92,5 @@ class MaskOutput(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, S, S)`` model-frame images in [0, 1] -> ``(B, 1, S, S)`` fused lesion probability."""
-        return self.model(images=images).fused.mask_prob
+        """``(B, 1, S, S)`` model-frame images in [0, 1] -> ``(B, 1, S, S)`` automatic lesion probability."""
+        return self.model(images=images).mask_prob

@@ -115,7 +115,7 @@ class EvalIteration:
     def predict(self, model, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, S, S)`` binary mask and ``(B, 2)`` diagnosis logits of the automatic pipeline."""
         out = model(embeddings=embeddings)
-        return (out.fused.mask_prob > 0.5).float(), out.fused.diag_logits
+        return (out.mask_prob > 0.5).float(), out.fused.diag_logits
 
     def __call__(self, engine, batch: dict) -> dict[str, Any]:
         model = engine.network

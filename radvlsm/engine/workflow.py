@@ -274,7 +274,7 @@ def collect_fusion_inputs(
         out = model(embeddings=embeddings)
         parts["visual_emb"].append(out.fused.region_emb.cpu())
         parts["visual_logits"].append(out.fused.diag_logits.cpu())
-        parts["radiomics"].append(model.radiomics.extract_batch(images, (out.fused.mask_prob > 0.5).float()).cpu())
+        parts["radiomics"].append(model.radiomics.extract_batch(images, (out.mask_prob > 0.5).float()).cpu())
         parts["diagnosis"].append(torch.as_tensor(batch["diagnosis"]).long().reshape(-1))
     return {k: torch.cat(v) for k, v in parts.items()}
 

@@ -65,6 +65,7 @@ def build_radvlsm(
     n_learned_prompts: int,
     tuned_decoder: bool,
     tuned_box_decoder: bool,
+    box_refine: bool,
     lexicon_path: str,
     n_candidates: int,
     cam_thresholds: Sequence[float],
@@ -99,6 +100,7 @@ def build_radvlsm(
             ``segment``); user boxes keep LiteMedSAM's untouched decoder unless ``tuned_box_decoder``.
         tuned_box_decoder: give user boxes their own copy of the decoder (tuned on truth boxes in stage ``box``,
             kept only where it beats LiteMedSAM's own weights on validation); mask prompts keep LiteMedSAM's.
+        box_refine: re-decode the automatic (fused) mask from its lesions' boxes with the user-box decoder.
         lexicon_path: clinical lexicon YAML (lesion prompt, class prompts, BI-RADS descriptors).
         n_candidates: K candidate prompts per image.
         cam_thresholds: response-map thresholds used to form candidates.
@@ -150,6 +152,7 @@ def build_radvlsm(
         descriptor_prompts=lexicon.descriptors,
         click_to_box=click_to_box,
         point_sigma=point_sigma,
+        box_refine=box_refine,
         learned_prompts=learned,
         auto_decoder=copy.deepcopy(mask_decoder) if tuned_decoder else None,
         box_decoder=copy.deepcopy(mask_decoder) if tuned_box_decoder else None,

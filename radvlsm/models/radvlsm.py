@@ -9,6 +9,7 @@ One image-encoder pass per image feeds everything downstream::
       embedding + candidates ─► SAM decoder, tuned copy (box, point, learned prompts) ─► K+L masks, IoU predictions
       masks ─► region embeddings ─► cues ─► reliability head ─► weights
       MCRA(masks, diagnosis logits, region embeddings; reliability) ─► mask, logits, embedding
+      fused mask's lesion boxes ─► user-box decoder (box_refine) ─► automatic mask
       radiomics(image, mask) ─► standardise ─► visual-radiomics fusion ─► final diagnosis
 
 User prompts (points, box, mask) replace the candidates and reuse the same embedding. Tensors in, tensors out
@@ -22,13 +23,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts
-from radvlsm.models.decode import decode_candidates, decode_prompts
+from radvlsm.models.decode import decode_candidates, decode_prompts, decode_sparse
 from radvlsm.models.focus import minmax_per_image
 from radvlsm.models.mcra import MCRA, MCRAOutput
 from radvlsm.models.prompt_cache import ValueCache, embedding_key, weights_fingerprint
@@ -62,6 +65,8 @@ class RadVLSMOutput:
         reliability_logits: ``(B, K+L)``.
         candidate_diag_logits: ``(B, K+L, 2)``.
         fused: the MCRA output (mask probability, diagnosis logits, region embedding, weights).
+        mask_prob: ``(B, 1, S, S)`` the automatic mask probability: the fused mask, re-decoded by the user-box
+            decoder from the boxes of its lesions when ``box_refine`` is on (``fused.mask_prob`` otherwise).
     """
 
     cam_logits: torch.Tensor
@@ -75,6 +80,7 @@ class RadVLSMOutput:
     reliability_logits: torch.Tensor
     candidate_diag_logits: torch.Tensor
     fused: MCRAOutput
+    mask_prob: torch.Tensor
 
 
 @dataclass
@@ -120,6 +126,8 @@ class RadVLSM(nn.Module):
         point_sigma: a region point's blob size, as a fraction of the model frame.
         learned_prompts: optional :class:`radvlsm.models.learned_prompts.LearnedPrompts`: mask-only candidates
             from learned decoder tokens (no box or point), scored with the others.
+        box_refine: re-decode the fused automatic mask from the boxes of its lesions (connected components) with
+            the user-box decoder, a box-prompt cascade step; the result is :attr:`RadVLSMOutput.mask_prob`.
         auto_decoder: optional tuned copy of ``mask_decoder`` for the automatic candidates and for clicks;
             ``mask_decoder`` itself (LiteMedSAM's weights, never tuned) serves user masks, and user boxes when
             there is no ``box_decoder``.
@@ -143,6 +151,7 @@ class RadVLSM(nn.Module):
         descriptor_prompts: dict[str, dict[str, list[str]]],
         click_to_box: bool,
         point_sigma: float,
+        box_refine: bool,
         learned_prompts: nn.Module | None = None,
         auto_decoder: nn.Module | None = None,
         box_decoder: nn.Module | None = None,
@@ -174,6 +183,7 @@ class RadVLSM(nn.Module):
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
         self.point_sigma = point_sigma
+        self.box_refine = box_refine
         self.learned_prompts = learned_prompts
         self.auto_decoder = auto_decoder
         self.box_decoder = box_decoder
@@ -307,6 +317,7 @@ class RadVLSM(nn.Module):
         reliability_logits = self.reliability_head(cues)
         candidate_diag_logits = self.diagnose(region_emb)
         fused = self.mcra(mask_logits, candidate_diag_logits, region_emb, reliability_logits, candidates.valid)
+        mask_prob = self.refine_with_boxes(embeddings, fused.mask_prob, content) if self.box_refine else fused.mask_prob
         return RadVLSMOutput(
             cam_logits=cam_logits,
             cam=cam,
@@ -319,7 +330,44 @@ class RadVLSM(nn.Module):
             reliability_logits=reliability_logits,
             candidate_diag_logits=candidate_diag_logits,
             fused=fused,
+            mask_prob=mask_prob,
         )
+
+    @torch.no_grad()
+    def refine_with_boxes(
+        self, embeddings: torch.Tensor, mask_prob: torch.Tensor, content: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Re-decode a mask from the boxes of its lesions with the user-box decoder (one pass per image).
+
+        Each 8-connected component of ``mask_prob > 0.5`` gives one box prompt; the new mask is the highest
+        probability over the components' masks. An image without foreground keeps its mask. Not differentiable
+        (the boxes are read off the mask): training losses use the fused mask itself.
+
+        Args:
+            embeddings: ``(B, C, h, w)``; mask_prob: ``(B, 1, S, S)`` in [0, 1].
+            content: ``(S, S)`` bool, True on the image (not the padding), or None.
+
+        Returns:
+            ``(B, 1, S, S)`` mask probability.
+        """
+        out = mask_prob.clone()
+        binary = (mask_prob[:, 0] > 0.5).cpu().numpy()
+        for b in range(mask_prob.shape[0]):
+            labels, n = ndimage.label(binary[b], structure=np.ones((3, 3), dtype=bool))
+            if n == 0:
+                continue
+            boxes = torch.tensor(
+                [[sx.start, sy.start, sx.stop, sy.stop] for sy, sx in ndimage.find_objects(labels)],
+                dtype=embeddings.dtype,
+                device=embeddings.device,
+            )
+            decoder = self.user_box_decoder
+            sparse, _ = decoder.prompt_encoder(points=None, boxes=boxes, masks=None)
+            tokens = torch.ones(sparse.shape[:2], dtype=torch.bool, device=sparse.device)
+            logits, _, _ = decode_sparse(decoder, embeddings[b : b + 1], sparse, tokens)  # (n, 1, S, S), one pass
+            prob = torch.sigmoid(logits[:, 0]).amax(0).to(mask_prob.dtype)
+            out[b, 0] = prob if content is None else prob * content
+        return out
 
     # ------------------------------------------------------------------ prompted pipeline
     def forward_prompted(

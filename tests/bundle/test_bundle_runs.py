@@ -59,7 +59,7 @@ def test_verify_net_in_out_on_the_real_network() -> None:
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
 
-def test_mask_adapter_returns_the_fused_mask_probability(tiny_model) -> None:
+def test_mask_adapter_returns_the_automatic_mask_probability(tiny_model) -> None:
     import torch
 
     from radvlsm.engine.inference import MaskOutput
@@ -68,7 +68,7 @@ def test_mask_adapter_returns_the_fused_mask_probability(tiny_model) -> None:
     images = torch.rand(2, 1, model.image_size, model.image_size)
     with torch.no_grad():
         mask = MaskOutput(model)(images)
-        expected = model(images=images).fused.mask_prob
+        expected = model(images=images).mask_prob
     assert mask.shape == (2, 1, model.image_size, model.image_size) and mask.dtype == torch.float32
     assert torch.equal(mask, expected) and 0 <= float(mask.min()) <= float(mask.max()) <= 1
     assert set(MaskOutput(model).state_dict()) == {f"model.{k}" for k in model.state_dict()}

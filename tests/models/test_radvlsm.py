@@ -19,6 +19,7 @@ def test_forward_shapes(tiny) -> None:
     assert out.cam.shape == (2, 1, 64, 64) and out.mask_logits.shape == (2, k, 1, 64, 64)
     assert out.cues.shape == (2, k, 5) and out.candidate_diag_logits.shape == (2, k, 2)
     assert out.fused.mask_prob.shape == (2, 1, 64, 64) and out.fused.diag_logits.shape == (2, 2)
+    assert out.mask_prob.shape == (2, 1, 64, 64) and 0 <= float(out.mask_prob.min()) <= float(out.mask_prob.max()) <= 1
     torch.testing.assert_close(out.fused.weights.sum(1), torch.ones(2))
     assert ((out.candidates.boxes >= 0) & (out.candidates.boxes <= 64)).all()
 
@@ -79,3 +80,42 @@ def test_each_user_prompt_goes_to_its_decoder(tiny_model) -> None:
     with torch.no_grad():
         *_, iou = model.forward_prompted(emb, boxes=box)
         torch.testing.assert_close(iou, decode_prompts(model.mask_decoder, emb, box).iou_pred[:, 0])
+
+
+def test_box_refinement_redecodes_each_lesion_from_its_box(tiny_model) -> None:
+    from radvlsm.models.decode import decode_prompts
+
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False).eval()
+    emb = model.encode_image(torch.rand(2, 1, 64, 64))
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, 0, 5:15, 8:20] = 0.9  # two lesions in the first image, none in the second
+    mask[0, 0, 40:50, 30:52] = 0.7
+    mask[1, 0, 3:9, 3:9] = 0.4  # below 0.5: no lesion, the mask is kept as it is
+    refined = model.refine_with_boxes(emb, mask)
+    boxes = torch.tensor([[8.0, 5.0, 20.0, 15.0], [30.0, 40.0, 52.0, 50.0]])
+    expected = torch.stack(
+        [torch.sigmoid(decode_prompts(model.box_decoder, emb[:1], box[None]).mask_logits[0, 0, 0]) for box in boxes]
+    ).amax(0)
+    torch.testing.assert_close(refined[0, 0], expected, atol=1e-5, rtol=0)
+    assert torch.equal(refined[1], mask[1])
+    content = torch.zeros(64, 64, dtype=torch.bool)
+    content[:, :48] = True  # padding on the right stays empty
+    padded = model.refine_with_boxes(emb, mask, content)
+    assert float(padded[0, 0, :, 48:].abs().max()) == 0.0
+    torch.testing.assert_close(padded[0, 0, :, :48], expected[:, :48], atol=1e-5, rtol=0)
+
+
+def test_automatic_mask_is_the_refined_fused_mask_only_with_box_refine(tiny_model) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False).eval()
+    emb = model.encode_image(torch.rand(1, 1, 64, 64))
+    with torch.no_grad():
+        out = model(embeddings=emb)
+        torch.testing.assert_close(out.mask_prob, model.refine_with_boxes(emb, out.fused.mask_prob))
+        model.box_refine = False
+        try:
+            plain = model(embeddings=emb)
+        finally:
+            model.box_refine = True
+    assert torch.equal(plain.mask_prob, plain.fused.mask_prob)

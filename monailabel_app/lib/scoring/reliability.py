@@ -45,6 +45,7 @@ def score_image(predictor: RadVLSMPredictor, gray: np.ndarray) -> dict[str, floa
     valid = out.candidates.valid[0]
     reliability = torch.sigmoid(out.reliability_logits[0][valid])
     h, w = geometry.resized_size
+    # MCRA's soft fused mask, not the box-re-decoded one: its entropy reflects the candidates' disagreement
     p = out.fused.mask_prob[0, 0, :h, :w].clamp(1e-6, 1 - 1e-6)
     entropy = -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
     region = p > LESION_PROBABILITY
