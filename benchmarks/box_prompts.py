@@ -28,6 +28,7 @@ from ablations import (  # this folder is on sys.path when run as a script
     start,
     trained_model,
 )
+from loso import _paired
 
 from radvlsm.config import build_network
 from radvlsm.data.image_io import read_image_2d
@@ -38,19 +39,18 @@ from radvlsm.predictor import validate_prompts
 logger = logging.getLogger("benchmarks.box_prompts")
 
 
-def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Means of ``a`` and ``b`` and of ``a - b`` with a 95% percentile bootstrap interval over images."""
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    """Means of the model's ``a`` and LiteMedSAM's ``b`` and of ``a - b`` with its 95% bootstrap interval
+    (``loso.py``'s paired bootstrap)."""
     if not len(a):
         return {"n_images": 0}
-    rng = np.random.default_rng(seed)
-    diff = a - b
-    boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
+    p = _paired(a, b)
     return {
         "n_images": len(a),
-        "model": float(a.mean()),
-        "litemedsam": float(b.mean()),
-        "difference": float(diff.mean()),
-        "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        "model": p["held_out"],
+        "litemedsam": p["in_distribution"],
+        "difference": p["difference"],
+        "ci95": p["difference_ci95"],
     }
 
 

@@ -85,10 +85,9 @@ class StageIteration:
         texts = boxes = points = None
         if self.stage in ("align", "region"):
             texts = list(batch["text"])
-        if self.stage == "box":
+        if self.stage in ("segment", "box", "region"):
             boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
-        elif self.stage in ("segment", "region"):
-            boxes = jitter_boxes(boxes_from_masks(labels), model.image_size, self.box_jitter, self.generator)
+        if self.stage in ("segment", "region"):
             n = (
                 1
                 if self.stage == "segment"
