@@ -132,6 +132,8 @@ def attach_stage_checkpoints(
     folder.mkdir(parents=True, exist_ok=True)
     modules = stage_modules(trainer.network, stage, train_encoder)  # not the frozen towers: small files
     save_dict = {"model": modules, "optimizer": trainer.optimizer, "trainer": trainer}
+    if getattr(trainer, "lr_scheduler", None) is not None:
+        save_dict["lr_scheduler"] = trainer.lr_scheduler
     if evaluator is not None:
         save_dict["validation_best"] = ValidationBest(evaluator, best_saver)
     latest, latest_keys = None, set()
@@ -158,6 +160,9 @@ def attach_stage_checkpoints(
     if latest is not None:
         logger.info("resuming stage %s from %s", stage, latest)
         load_dict = dict(save_dict)
+        if "lr_scheduler" in load_dict and "lr_scheduler" not in latest_keys:
+            del load_dict["lr_scheduler"]
+            logger.warning("checkpoint %s holds no learning-rate schedule: the %s schedule restarts", latest, stage)
         if "validation_best" in load_dict and "validation_best" not in latest_keys:
             del load_dict["validation_best"]
             logger.warning(

@@ -32,7 +32,7 @@ class LossWeights:
     Args:
         contrastive: InfoNCE region-text alignment (stage align).
         class_alignment: zero-shot class prompt cross-entropy (stage align).
-        focus: focusing map supervision (stage align).
+        focus: focusing map supervision (stages align and focus).
         candidate_mask: Dice + focal on the candidates' box masks.
         prompt_mask: Dice + focal on masks from jittered truth boxes and truth points.
         fused_mask: Dice + BCE on the MCRA mask.
@@ -124,6 +124,19 @@ class RadVLSMLoss(nn.Module):
             + w.focus * terms["focus"]
         )
         return total, terms
+
+    def focus(self, model, embeddings: torch.Tensor, label: torch.Tensor):
+        """Stage ``focus``: the focusing head alone, on the aligned (now frozen) patches and lesion prompt.
+
+        Args:
+            model: :class:`radvlsm.models.radvlsm.RadVLSM`.
+            embeddings: ``(B, C, h, w)``; label: ``(B, 1, S, S)``.
+
+        Returns:
+            (total loss, dict of named scalar terms).
+        """
+        term = focus_loss(model.focus_logits(embeddings), label)
+        return self.weights.focus * term, {"focus": term}
 
     def prompts(self, model, embeddings: torch.Tensor, label: torch.Tensor):
         """Stage ``prompts``: the learned decoder prompts, best-of-L Dice + focal (multiple-choice learning).

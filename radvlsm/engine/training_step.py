@@ -17,7 +17,7 @@ from torch import nn
 
 from radvlsm.engine.losses import RadVLSMLoss
 
-STAGES = ("align", "prompts", "segment", "box", "region")
+STAGES = ("align", "focus", "prompts", "segment", "box", "region")
 
 
 class TrainingStep(nn.Module):
@@ -70,6 +70,8 @@ class TrainingStep(nn.Module):
             if texts is None:
                 raise ValueError("stage 'align' needs the clinical texts")
             return self.loss.align(self.model, embeddings, labels, list(texts), diagnosis)
+        if self.stage == "focus":
+            return self.loss.focus(self.model, embeddings, labels)
         if self.stage == "prompts":
             return self.loss.prompts(self.model, embeddings, labels)
         if self.stage == "box":

@@ -25,7 +25,7 @@ import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader, Dataset, DistributedSampler
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import StatsHandler, ValidationHandler
+from monai.handlers import LrScheduleHandler, StatsHandler, ValidationHandler
 from torch import nn
 
 from radvlsm.data.transforms import get_transforms
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 STAGE_MODULES = {
     "align": ("aligner", "focus", "prompt_learner"),
+    "focus": ("focus",),
     "prompts": ("learned_prompts",),
     "segment": ("auto_decoder", "reliability_head", "diagnosis_head", "mcra"),
     "box": ("box_decoder",),
@@ -62,6 +63,9 @@ class StageSettings:
     head_lr_mult: float
     box_jitter: float
     max_points: int
+
+
+LR_SCHEDULES = ("constant", "one_cycle")
 
 
 def loss_of(output: dict) -> float:
@@ -157,8 +161,9 @@ def build_stage_trainer(
     train_encoder: bool = False,
     seed: int = 0,
     distributed: bool = False,
+    lr_schedule: str = "constant",
 ) -> SupervisedTrainer:
-    """A :class:`SupervisedTrainer` for the ``align``, ``segment`` or ``region`` stage.
+    """A :class:`SupervisedTrainer` for one training stage (``align``, ``focus``, ``segment``, ...).
 
     Args:
         stage: ``align``, ``segment`` or ``region``.
@@ -179,7 +184,12 @@ def build_stage_trainer(
             first), prompts are sampled with ``seed + rank`` and the loss is logged on rank 0 only. Give it a
             loader made with ``distributed=True``; the evaluator runs on every rank over its share of the
             validation images (MONAI's metrics gather over the ranks).
+        lr_schedule: ``constant``, or ``one_cycle`` (each group's rate warms up over the first 10% of the
+            stage's iterations, then decays to zero on a cosine: torch's ``OneCycleLR``). The schedule is
+            checkpointed with the stage, so a resumed stage continues it.
     """
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected one of {LR_SCHEDULES}")
     device = torch.device(device)
     model.to(device)
     params = stage_parameters(model, stage, train_encoder)
@@ -201,6 +211,14 @@ def build_stage_trainer(
         },
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=settings.weight_decay)
+    scheduler = None
+    if lr_schedule == "one_cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=max(1, epochs * len(loader)),
+            pct_start=0.1,
+        )
     step = TrainingStep(model, loss, stage)  # built once, not per iteration
     if distributed:
         step = wrap_distributed(step, device)
@@ -209,6 +227,8 @@ def build_stage_trainer(
     train_handlers = []
     if main:
         train_handlers.append(StatsHandler(name=f"radvlsm.{stage}", tag_name=f"{stage}_loss", output_transform=loss_of))
+    if scheduler is not None:
+        train_handlers.append(LrScheduleHandler(scheduler, print_lr=False, epoch_level=False))
     if evaluator is not None:
         train_handlers.append(ValidationHandler(validator=evaluator, interval=1, epoch_level=True))
     train_handlers.extend(handlers or [])
@@ -232,6 +252,7 @@ def build_stage_trainer(
         train_handlers=train_handlers,
         decollate=False,
     )
+    trainer.lr_scheduler = scheduler  # checkpointed with the stage (radvlsm.engine.checkpoints)
     if distributed:
         trainer.add_event_handler(Events.COMPLETED, _log_rank_done, stage)
     return trainer

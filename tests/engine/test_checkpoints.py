@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointSaver
@@ -119,3 +120,35 @@ def test_a_resumed_stage_gets_back_its_validation_best(
     )
     again.run()  # finished already: nothing is trained, the best is restored
     assert (fresh.state.best_metric, fresh.state.best_metric_epoch) == (0.7, 2)
+
+
+def test_a_resumed_stage_continues_its_learning_rate_schedule(
+    tiny_model, stage_settings, phantom_dir: Path, tmp_path: Path
+) -> None:
+    from radvlsm.engine.bundle import prepare_dataset, prepare_splits
+
+    items = prepare_splits(prepare_dataset(str(phantom_dir)), "all")["all"][:4]
+
+    def focus_trainer(folder: Path, stop_after: int | None = None):
+        torch.manual_seed(0)
+        model = tiny_model(radiomics=False)
+        loader = make_loader(items, "eval", batch_size=1, image_size=model.image_size)
+        trainer = build_stage_trainer(
+            "focus", model, loader, 4, 1e-2, RadVLSMLoss(), None, "cpu", stage_settings, lr_schedule="one_cycle"
+        )
+        attach_stage_checkpoints(trainer, folder, "focus")
+        if stop_after is not None:
+            trainer.add_event_handler(Events.EPOCH_COMPLETED(once=stop_after), lambda engine: engine.terminate())
+        rates: list[float] = []
+        trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: rates.append(e.optimizer.param_groups[0]["lr"]))
+        return trainer, rates
+
+    straight, straight_rates = focus_trainer(tmp_path / "straight")
+    straight.run()
+    interrupted, first_rates = focus_trainer(tmp_path / "resumed", stop_after=2)
+    interrupted.run()
+    assert "lr_scheduler" in read_torch_file(stage_checkpoints(tmp_path / "resumed", "focus")[0][1])
+    resumed, resumed_rates = focus_trainer(tmp_path / "resumed")
+    resumed.run()
+    assert len(first_rates) == 8 and len(resumed_rates) == 8
+    assert first_rates + resumed_rates == pytest.approx(straight_rates, rel=1e-9)

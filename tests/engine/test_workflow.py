@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from ignite.engine import Events
 from torch import nn
 
 from radvlsm.config import build_network, bundle_parser
@@ -108,7 +110,7 @@ def test_stages_in_order_each_change_only_their_own_parts(items: list[dict]) -> 
         "region_prompt",
         "image_encoder",
     )
-    for stage in ("align", "prompts", "segment", "region"):
+    for stage in ("align", "focus", "prompts", "segment", "region"):
         before = {p: _snapshot(model, p) for p in parts}
         trainer = build_stage_trainer(stage, model, loader, 1, 1e-3, RadVLSMLoss(), cache, "cpu", SETTINGS, seed=0)
         trainer.run()
@@ -118,7 +120,28 @@ def test_stages_in_order_each_change_only_their_own_parts(items: list[dict]) -> 
         own = {p for p in parts if p in STAGE_MODULES[stage]}
         # region_prompt's zero-initialised last layer moves first; other region weights may stay at first
         assert trained <= own and trained, (stage, trained)
-    assert len(cache) == len(items)  # the frozen encoder ran once per image across the four stages
+    assert len(cache) == len(items)  # the frozen encoder ran once per image across the five stages
+
+
+def test_one_cycle_schedule_warms_up_then_decays_to_zero(items: list[dict]) -> None:
+    model = _tiny()
+    loader = make_loader(items, "eval", batch_size=1, image_size=model.image_size)
+    seen: list[float] = []
+    trainer = build_stage_trainer(
+        "focus", model, loader, 5, 1e-2, RadVLSMLoss(), EmbeddingCache(100), "cpu", SETTINGS, lr_schedule="one_cycle"
+    )
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.optimizer.param_groups[0]["lr"]))
+    trainer.run()
+    steps = 5 * len(loader)  # 20: two warm-up steps
+    assert len(seen) == steps and trainer.lr_scheduler is not None
+    peak = int(np.argmax(seen))
+    assert seen[0] < 1e-2 / 10 and seen[peak] == pytest.approx(1e-2) and 0 < peak < steps // 2
+    assert all(a >= b for a, b in zip(seen[peak:], seen[peak + 1 :], strict=False))  # cosine decay after the peak
+    assert trainer.optimizer.param_groups[0]["lr"] < 1e-2 / 100  # near zero at the end
+    constant = build_stage_trainer("focus", model, loader, 1, 1e-3, RadVLSMLoss(), None, "cpu", SETTINGS)
+    assert constant.lr_scheduler is None
+    with pytest.raises(ValueError, match="lr_schedule"):
+        build_stage_trainer("focus", model, loader, 1, 1e-3, RadVLSMLoss(), None, "cpu", SETTINGS, lr_schedule="step")
 
 
 def test_loaders_are_reproducible_and_shaped(items: list[dict]) -> None:
