@@ -135,6 +135,23 @@ def test_region_training_continues_from_shipped_weights(trained: Path) -> None:
 
 
 @pytest.mark.slow
+def test_focus_training_retrains_the_focusing_head_and_what_depends_on_its_map(trained: Path) -> None:
+    """``focus_training``: focus stage, then segment and fusion on top of a model.pt; alignment, learned prompts,
+    the user-box and region paths are kept."""
+    import torch
+
+    retrained = ("focus.", "auto_decoder.", "reliability_head.", "diagnosis_head.", "mcra.", "fusion.", "standardizer.")
+    metrics, part = retrain_part(
+        trained, "focus_training", ("--epochs_focus", "2", "--epochs_segment", "1", "--epochs_fusion", "5"), retrained
+    )
+    assert metrics["focus_epochs"] == 2 and "region_val_auc" in metrics  # the earlier metrics are kept
+    before = torch.load(trained / "runs" / "model.pt", weights_only=True)
+    after = torch.load(trained / "focus_training_runs" / "model.pt", weights_only=True)
+    assert any(not torch.equal(before[k], after[k]) for k in part if k.startswith("focus."))
+    assert list((trained / "focus_training_runs").glob("checkpoint_focus_checkpoint_epoch=2.pt"))
+
+
+@pytest.mark.slow
 def test_box_training_tunes_only_the_box_decoder_and_keeps_it_only_when_better(trained: Path) -> None:
     """``box_training`` retunes the user-box copy from LiteMedSAM's weights on top of a model.pt; the rest is kept."""
     import torch
