@@ -83,6 +83,8 @@ def export_encoder_onnx(encoder: nn.Module, cache_dir: str | Path | None = None)
     path = onnx_path(encoder, cache_dir)
     if path.is_file():
         return path
+    import onnx  # noqa: F401  (torch.onnx.export writes through it; an ImportError makes "auto" fall back to torch)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     size = int(encoder.image_size)
     device = next(encoder.parameters()).device
@@ -245,7 +247,7 @@ class EncoderRuntime:
                     raise RadVLSMInputError(
                         f"{name} is not installed ({exc}); install it or use 'torch'", "encoder_runtime"
                     ) from exc
-                errors.append(f"{name}: not installed")
+                errors.append(f"{name}: not installed ({exc})")
                 continue
             except RadVLSMInputError:
                 raise
