@@ -166,7 +166,8 @@ def build_stage_trainer(
     """A :class:`SupervisedTrainer` for one training stage (``align``, ``focus``, ``segment``, ...).
 
     Args:
-        stage: ``align``, ``segment`` or ``region``.
+        stage: a key of :data:`STAGE_MODULES` with a training step (``align``, ``focus``, ``prompts``, ``segment``,
+            ``box``, ``region``).
         model: the :class:`RadVLSM` (moved to ``device``).
         loader: training DataLoader.
         epochs: epochs of this stage.
