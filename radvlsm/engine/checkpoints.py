@@ -172,4 +172,24 @@ def attach_stage_checkpoints(
                 stage,
             )
         CheckpointLoader(str(latest), load_dict, map_location="cpu", strict=False).attach(trainer)
+        if "lr_scheduler" in load_dict:  # runs after the loader (same event, attached later)
+            expected = getattr(trainer.lr_scheduler, "total_steps", None)
+            trainer.add_event_handler(Events.STARTED, _check_schedule_length, stage, latest, expected)
     return trainer
+
+
+def _check_schedule_length(engine: SupervisedTrainer, stage: str, latest: Path, expected: int | None) -> None:
+    """Stop before training when a restored schedule was sized for another run (other epochs or batches).
+
+    A one-cycle schedule knows its length; continuing one sized for fewer iterations would fail when it ends,
+    partway through the stage, and one sized for more would never finish its decay.
+    """
+    restored = getattr(engine.lr_scheduler, "total_steps", None)
+    if expected is None or restored is None or restored == expected:
+        return
+    raise RadVLSMInputError(
+        f"its learning-rate schedule is {restored} iterations long, but this run asks for {expected} (the stage's "
+        f"epochs or its loader changed since it was written). Keep the stage's epochs and batch size to continue "
+        f"it, or set resume to false to start stage {stage} over",
+        str(latest),
+    )

@@ -12,6 +12,7 @@ from monai.handlers import CheckpointSaver
 from radvlsm.engine.checkpoints import ValidationBest, attach_stage_checkpoints, latest_readable, stage_checkpoints
 from radvlsm.engine.losses import RadVLSMLoss
 from radvlsm.engine.workflow import build_stage_trainer, make_loader
+from radvlsm.errors import RadVLSMInputError
 from radvlsm.models.weights import read_torch_file
 
 
@@ -129,12 +130,12 @@ def test_a_resumed_stage_continues_its_learning_rate_schedule(
 
     items = prepare_splits(prepare_dataset(str(phantom_dir)), "all")["all"][:4]
 
-    def focus_trainer(folder: Path, stop_after: int | None = None):
+    def focus_trainer(folder: Path, stop_after: int | None = None, epochs: int = 4):
         torch.manual_seed(0)
         model = tiny_model(radiomics=False)
         loader = make_loader(items, "eval", batch_size=1, image_size=model.image_size)
         trainer = build_stage_trainer(
-            "focus", model, loader, 4, 1e-2, RadVLSMLoss(), None, "cpu", stage_settings, lr_schedule="one_cycle"
+            "focus", model, loader, epochs, 1e-2, RadVLSMLoss(), None, "cpu", stage_settings, lr_schedule="one_cycle"
         )
         attach_stage_checkpoints(trainer, folder, "focus")
         if stop_after is not None:
@@ -152,3 +153,9 @@ def test_a_resumed_stage_continues_its_learning_rate_schedule(
     resumed.run()
     assert len(first_rates) == 8 and len(resumed_rates) == 8
     assert first_rates + resumed_rates == pytest.approx(straight_rates, rel=1e-9)
+
+    # the same checkpoint with more epochs asked for: a clear error before any iteration, not one mid-stage
+    longer, longer_rates = focus_trainer(tmp_path / "resumed", epochs=6)
+    with pytest.raises(RadVLSMInputError, match="schedule is 16 iterations long, but this run asks for 24"):
+        longer.run()
+    assert longer_rates == []
