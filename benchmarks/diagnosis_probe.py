@@ -109,18 +109,18 @@ def score(
 ) -> dict:
     """Training and validation AUC of each row, a bootstrap interval and the paired difference to ``shipped_fused``."""
     idx = np.random.default_rng(0).integers(0, len(y_val), size=(n_boot, len(y_val)))
-    reference = rows["shipped_fused"][1]
-    ref_boot = np.array([_auc(reference[i], y_val[i]) for i in idx])
+
+    def auc_and_boot(p_val: np.ndarray) -> tuple[float, np.ndarray]:
+        return _auc(p_val, y_val), np.array([_auc(p_val[i], y_val[i]) for i in idx])
+
+    ref_auc, ref_boot = auc_and_boot(rows["shipped_fused"][1])
     out = {}
     for name, (p_train, p_val) in rows.items():
-        boot = np.array([_auc(p_val[i], y_val[i]) for i in idx])
+        auc, boot = auc_and_boot(p_val)
         out[name] = {
             "train_auc": _auc(p_train, y_train),
-            "validation_auc": {"mean": _auc(p_val, y_val), "ci95": _ci(boot)},
-            "difference_to_shipped_fused": {
-                "mean": _auc(p_val, y_val) - _auc(reference, y_val),
-                "ci95": _ci(boot - ref_boot),
-            },
+            "validation_auc": {"mean": auc, "ci95": _ci(boot)},
+            "difference_to_shipped_fused": {"mean": auc - ref_auc, "ci95": _ci(boot - ref_boot)},
         }
     return out
 
@@ -141,15 +141,10 @@ def run(
         rows[f"refit_fusion_seed{seed}"] = (_fused(refit, train), _fused(refit, val))
     standardizer = copy.deepcopy(model.standardizer).fit(train["radiomics"])
     with torch.no_grad():
-        radiomics = {k: standardizer(v["radiomics"]).numpy() for k, v in (("train", train), ("val", val))}
-    features = {
-        "visual": (train["visual_emb"].numpy(), val["visual_emb"].numpy()),
-        "radiomics": (radiomics["train"], radiomics["val"]),
-    }
-    features["visual+radiomics"] = (
-        np.hstack([features["visual"][0], features["radiomics"][0]]),
-        np.hstack([features["visual"][1], features["radiomics"][1]]),
-    )
+        radiomics = tuple(standardizer(x["radiomics"]).numpy() for x in (train, val))
+    visual = (train["visual_emb"].numpy(), val["visual_emb"].numpy())
+    both = tuple(np.hstack(pair) for pair in zip(visual, radiomics, strict=True))
+    features = {"visual": visual, "radiomics": radiomics, "visual+radiomics": both}
     for name, (x_train, x_val) in features.items():
         for l2 in l2_grid:
             rows[f"logistic_{name}_l2_{l2:g}"] = logistic_probe(x_train, y_train, x_val, l2)
