@@ -1,7 +1,7 @@
 """The README's server command with the bundle's real default network (pretrained LiteMedSAM, MiniLM).
 
-No ``model.pt`` is shipped yet: the server must start, warn, and serve the untrained heads on the
-pretrained encoder and decoder.
+The server starts on an empty ``model_dir`` (no ``model.pt`` there, as before a team's first training round):
+it must start, warn, and serve the untrained heads on the pretrained encoder and decoder.
 """
 
 from __future__ import annotations
