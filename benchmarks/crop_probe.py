@@ -25,17 +25,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from ablations import start  # this folder is on sys.path when run as a script
-from diagnosis_probe import L2_GRID, logistic_probe, score
+from diagnosis_probe import L2_GRID, finish, logistic_probe, probe_arguments, probe_overrides, score
 
 from radvlsm.config import bundle_parser
 from radvlsm.data.geometry import LongestSideGeometry
@@ -180,33 +177,17 @@ def run(
         "late_l2": late_l2,
         "rows": score(rows, y_train, y_val),
     }
-    for name, row in summary["rows"].items():
-        logger.info("%-40s validation AUC %.4f (train %.4f)", name, row["validation_auc"]["mean"], row["train_auc"])
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle_root", default="bundles/radvlsm_breast_us")
-    parser.add_argument("--dataset_dir", required=True)
-    parser.add_argument("--split_file", required=True)
-    parser.add_argument("--model_path", required=True)
-    parser.add_argument("--out", required=True)
+    parser = probe_arguments(__doc__.splitlines()[0])
     parser.add_argument("--margins", type=float, nargs="+", default=[0.15, 1.0])
     parser.add_argument("--limit", type=int, default=0, help="first N images of each split only (0: all)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     start(args)
-    out = Path(args.out)
-    overrides = {
-        "dataset_dir": args.dataset_dir,
-        "split_file": args.split_file,
-        "output_dir": str(out.parent / "crop_probe_run"),
-    }
-    summary = run(args.bundle_root, args.model_path, overrides, margins=tuple(args.margins), limit=args.limit)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
-    logger.info("written %s", out)
+    overrides = probe_overrides(args, "crop_probe_run")
+    finish(run(args.bundle_root, args.model_path, overrides, margins=tuple(args.margins), limit=args.limit), args.out)
 
 
 if __name__ == "__main__":

@@ -155,36 +155,51 @@ def run(
         "fusion_recipe": recipe,
         "rows": score(rows, y_train, y_val),
     }
-    for name, row in summary["rows"].items():
-        logger.info("%-34s validation AUC %.4f (train %.4f)", name, row["validation_auc"]["mean"], row["train_auc"])
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every probe takes: the bundle, the BUS-BRA folder and split, the model, the output, threads."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bundle_root", default="bundles/radvlsm_breast_us")
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--split_file", required=True)
     parser.add_argument("--model_path", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--embedding_cache_dir", default=None, help="the training run's embeddings (reused)")
-    parser.add_argument("--output_dir", default=None, help="train.json output_dir (default: beside --out)")
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
-    start(args)
-    out = Path(args.out)
-    overrides = {
+    return parser
+
+
+def probe_overrides(args: argparse.Namespace, run_name: str, output_dir: str | None = None) -> dict:
+    """``train.json`` overrides for a probe: the dataset, its split and a run folder beside ``--out``."""
+    return {
         "dataset_dir": args.dataset_dir,
         "split_file": args.split_file,
-        "output_dir": args.output_dir or str(out.parent / "diagnosis_probe_run"),
+        "output_dir": output_dir or str(Path(args.out).parent / run_name),
     }
-    if args.embedding_cache_dir:
-        overrides["embedding_cache_dir"] = args.embedding_cache_dir
-    summary = run(args.bundle_root, args.model_path, overrides, seeds=args.seeds)
+
+
+def finish(summary: dict, out: str | Path) -> None:
+    """Log each row's validation AUC and write ``summary`` as JSON to ``out``."""
+    for name, row in summary["rows"].items():
+        logger.info("%-40s validation AUC %.4f (train %.4f)", name, row["validation_auc"]["mean"], row["train_auc"])
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     logger.info("written %s", out)
+
+
+def main() -> None:
+    parser = probe_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--embedding_cache_dir", default=None, help="the training run's embeddings (reused)")
+    parser.add_argument("--output_dir", default=None, help="train.json output_dir (default: beside --out)")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    start(args)
+    overrides = probe_overrides(args, "diagnosis_probe_run", args.output_dir)
+    if args.embedding_cache_dir:
+        overrides["embedding_cache_dir"] = args.embedding_cache_dir
+    finish(run(args.bundle_root, args.model_path, overrides, seeds=args.seeds), args.out)
 
 
 if __name__ == "__main__":

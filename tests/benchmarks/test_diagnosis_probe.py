@@ -29,6 +29,19 @@ def test_logistic_probe_separates_and_its_penalty_shrinks() -> None:
     assert np.abs(strong - 0.5).max() < 0.1
 
 
+def test_probe_arguments_overrides_and_summary(tmp_path: Path) -> None:
+    parser = diagnosis_probe.probe_arguments("probe")
+    out = tmp_path / "deep" / "probe.json"
+    args = parser.parse_args(["--dataset_dir", "D", "--split_file", "S.json", "--model_path", "M", "--out", str(out)])
+    assert args.bundle_root == "bundles/radvlsm_breast_us" and args.threads == 0
+    overrides = diagnosis_probe.probe_overrides(args, "probe_run")
+    assert overrides == {"dataset_dir": "D", "split_file": "S.json", "output_dir": str(out.parent / "probe_run")}
+    assert diagnosis_probe.probe_overrides(args, "probe_run", "elsewhere")["output_dir"] == "elsewhere"
+    summary = {"rows": {"a": {"validation_auc": {"mean": 0.75, "ci95": [0.5, 1.0]}, "train_auc": 0.9}}}
+    diagnosis_probe.finish(summary, out)  # creates the missing folder
+    assert json.loads(out.read_text()) == summary
+
+
 def test_probes_run_on_the_fusion_stage_inputs(phantom_dir: Path, tiny_model, tmp_path: Path) -> None:
     items = read_busbra(phantom_dir, validate=False).items
     validation = ["bus_0002-l", "bus_0002-r", "bus_0004-l", "bus_0004-r"]  # two benign, two malignant
