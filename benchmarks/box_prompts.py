@@ -6,6 +6,12 @@ LiteMedSAM decoder. Reports both means, their paired difference with a 95% boots
 scanner (the item's ``device``). Only the decoders run (no automatic pipeline), so a whole leave-one-scanner-out
 test split takes minutes; give ``--cache_dir`` to reuse image embeddings.
 
+``correction_click``: a user who corrects the box's mask with one click, as interactive-segmentation benchmarks
+simulate it (:func:`correction_click`: at the centre of the largest error region, foreground on a miss,
+background on a leak). The box and that click go to the decoder that serves them (``user_box_decoder``), to the
+automatic path's copy (``candidate_decoder``) and to LiteMedSAM's; each row pairs its Dice with the same decoder's
+box alone (``difference`` < 0: the correction made the mask worse).
+
 Usage::
 
     python benchmarks/box_prompts.py --dataset_dir ../shared/data/bus-bra --split_file SPLIT.json \
@@ -29,8 +35,10 @@ from ablations import (  # this folder is on sys.path when run as a script
     trained_model,
 )
 from loso import _paired
+from scipy import ndimage
 
 from radvlsm.config import build_network
+from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.image_io import read_image_2d
 from radvlsm.engine.evaluation import truth_prompts
 from radvlsm.models.decode import decode_prompts
@@ -54,6 +62,47 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
     }
 
 
+def correction_click(mask: np.ndarray, truth: np.ndarray) -> tuple[list[float], int] | None:
+    """The click that corrects ``mask`` most: ``([x, y], label)`` at the innermost pixel of the largest connected
+    region where ``mask`` and ``truth`` disagree (label 1 where the truth is lesion, 0 where it is not), or None
+    when they agree everywhere."""
+    error = mask.astype(bool) ^ truth.astype(bool)
+    if not error.any():
+        return None
+    regions, n = ndimage.label(error)
+    largest = regions == 1 + int(np.argmax(ndimage.sum(error, regions, range(1, n + 1))))
+    inner = ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]  # the frame's edge counts as outside
+    y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return [float(x) + 0.5, float(y) + 0.5], int(truth[y, x])
+
+
+def _correction_row(refined: list[float], alone: list[float], labels: list[int]) -> dict:
+    """Box + correction click against the same decoder's box alone, with the share of images it made worse."""
+    a, b = np.asarray(refined), np.asarray(alone)
+    if not len(a):
+        return {"n_images": 0}
+    p = _paired(a, b)
+    return {
+        "n_images": len(a),
+        "box_and_click": p["held_out"],
+        "box_alone": p["in_distribution"],
+        "difference": p["difference"],
+        "ci95": p["difference_ci95"],
+        "share_worse": float(np.mean(a < b - 1e-6)),
+        "share_foreground_clicks": float(np.mean(labels)) if labels else float("nan"),
+    }
+
+
+def _decode_dice(
+    decoder: torch.nn.Module, emb: torch.Tensor, prompts: dict, geometry: LongestSideGeometry, truth: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Dice at the original size of one decoded prompt set, and the mask it scored."""
+    logits = decode_prompts(decoder, emb, prompts["box"], prompts.get("points"), prompts.get("point_labels"))
+    prob = torch.sigmoid(logits.mask_logits[0, 0, 0])
+    mask = geometry.model_to_original(prob.float()).cpu().numpy() > 0.5
+    return _dice(prob, geometry, truth), mask
+
+
 @torch.no_grad()
 def run(
     dataset_dir: str,
@@ -73,6 +122,11 @@ def run(
     untuned = build_network(**overrides).eval().mask_decoder  # the pretrained LiteMedSAM decoder, untouched
     items = split_items(dataset_dir, split_file, split, limit)
     ours, theirs, devices = [], [], []
+    decoders = {"user_box_decoder": model.user_box_decoder, "candidate_decoder": model.candidate_decoder}
+    decoders["litemedsam"] = untuned
+    alone: dict[str, list[float]] = {k: [] for k in decoders}
+    refined: dict[str, list[float]] = {k: [] for k in decoders}
+    click_labels: dict[str, list[int]] = {k: [] for k in decoders}
     started = time.perf_counter()
     for i, item in enumerate(items):
         truth = read_image_2d(item["label"]) > 0
@@ -81,10 +135,22 @@ def run(
             continue
         predictor.set_image(read_image_2d(item["image"]))
         geometry, emb = predictor.geometry, predictor.features
-        prompt = validate_prompts(geometry, None, None, box, None)["box"]
-        for decoder, row in ((model.user_box_decoder, ours), (untuned, theirs)):
-            logits = decode_prompts(decoder, emb, prompt).mask_logits[0, 0, 0]
-            row.append(_dice(torch.sigmoid(logits), geometry, truth))
+        box_only = validate_prompts(geometry, None, None, box, None)
+        for name, decoder in decoders.items():
+            dice, mask = _decode_dice(decoder, emb, box_only, geometry, truth)
+            click = correction_click(mask, truth)
+            alone[name].append(dice)
+            refined[name].append(
+                dice
+                if click is None
+                else _decode_dice(
+                    decoder, emb, validate_prompts(geometry, [click[0]], [click[1]], box, None), geometry, truth
+                )[0]
+            )
+            if click is not None:
+                click_labels[name].append(click[1])
+        ours.append(alone["user_box_decoder"][-1])
+        theirs.append(alone["litemedsam"][-1])
         devices.append(str(item.get("device") or "unknown"))
         if (i + 1) % 50 == 0 or i + 1 == len(items):
             logger.info(
@@ -106,6 +172,7 @@ def run(
         "box_decoder": "tuned" if tuned else "litemedsam",
         **paired(a, b),
         "per_scanner": {d: paired(a[dev == d], b[dev == d]) for d in sorted(set(devices))},
+        "correction_click": {k: _correction_row(refined[k], alone[k], click_labels[k]) for k in decoders},
     }
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +51,25 @@ def test_tuned_copy_is_compared_with_litemedsam(phantom_dir, split_file, tiny_mo
     assert out["difference"] == pytest.approx(out["model"] - out["litemedsam"], abs=1e-9)
     assert out["ci95"][0] <= out["difference"] <= out["ci95"][1]
     assert out["model"] != out["litemedsam"]
+    rows = out["correction_click"]
+    assert set(rows) == {"user_box_decoder", "candidate_decoder", "litemedsam"}
+    assert rows["user_box_decoder"]["box_alone"] == pytest.approx(out["model"])  # same decoder, same box
+    assert rows["litemedsam"]["box_alone"] == pytest.approx(out["litemedsam"])
+    for row in rows.values():
+        assert row["n_images"] == 4 and 0.0 <= row["share_worse"] <= 1.0
+        assert row["difference"] == pytest.approx(row["box_and_click"] - row["box_alone"], abs=1e-9)
+
+
+def test_correction_click_goes_to_the_largest_error() -> None:
+    truth = np.zeros((40, 60), bool)
+    truth[10:30, 10:30] = True
+    assert box_prompts.correction_click(truth, truth) is None
+    missed = truth.copy()
+    missed[10:30, 20:30] = False  # the right half missed: a foreground click inside it
+    (x, y), label = box_prompts.correction_click(missed, truth)
+    assert label == 1 and 20 <= x < 30 and 10 <= y < 30
+    leaked = truth.copy()
+    leaked[10:30, 40:58] = True  # a leak larger than a small miss elsewhere: a background click in the leak
+    leaked[10:12, 10:12] = False
+    (x, y), label = box_prompts.correction_click(leaked, truth)
+    assert label == 0 and 40 <= x < 58 and 10 <= y < 30
