@@ -47,19 +47,24 @@ from radvlsm.predictor import validate_prompts
 logger = logging.getLogger("benchmarks.box_prompts")
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> dict:
-    """Means of the model's ``a`` and LiteMedSAM's ``b`` and of ``a - b`` with its 95% bootstrap interval
+def _paired_row(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> dict:
+    """Means of ``a`` and ``b`` (keyed by ``names``) and of ``a - b`` with its 95% bootstrap interval
     (``loso.py``'s paired bootstrap)."""
     if not len(a):
         return {"n_images": 0}
     p = _paired(a, b)
     return {
         "n_images": len(a),
-        "model": p["held_out"],
-        "litemedsam": p["in_distribution"],
+        names[0]: p["held_out"],
+        names[1]: p["in_distribution"],
         "difference": p["difference"],
         "ci95": p["difference_ci95"],
     }
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    """The model's ``a`` against LiteMedSAM's ``b``, paired per image."""
+    return _paired_row(a, b, ("model", "litemedsam"))
 
 
 def correction_click(mask: np.ndarray, truth: np.ndarray) -> tuple[list[float], int] | None:
@@ -79,18 +84,11 @@ def correction_click(mask: np.ndarray, truth: np.ndarray) -> tuple[list[float], 
 def _correction_row(refined: list[float], alone: list[float], labels: list[int]) -> dict:
     """Box + correction click against the same decoder's box alone, with the share of images it made worse."""
     a, b = np.asarray(refined), np.asarray(alone)
-    if not len(a):
-        return {"n_images": 0}
-    p = _paired(a, b)
-    return {
-        "n_images": len(a),
-        "box_and_click": p["held_out"],
-        "box_alone": p["in_distribution"],
-        "difference": p["difference"],
-        "ci95": p["difference_ci95"],
-        "share_worse": float(np.mean(a < b - 1e-6)),
-        "share_foreground_clicks": float(np.mean(labels)) if labels else float("nan"),
-    }
+    row = _paired_row(a, b, ("box_and_click", "box_alone"))
+    if len(a):
+        row["share_worse"] = float(np.mean(a < b - 1e-6))
+        row["share_foreground_clicks"] = float(np.mean(labels)) if labels else float("nan")
+    return row
 
 
 def _decode_dice(
