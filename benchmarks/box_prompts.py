@@ -7,10 +7,10 @@ scanner (the item's ``device``). Only the decoders run (no automatic pipeline), 
 test split takes minutes; give ``--cache_dir`` to reuse image embeddings.
 
 ``correction_click``: a user who corrects the box's mask with one click, as interactive-segmentation benchmarks
-simulate it (:func:`correction_click`: at the centre of the largest error region, foreground on a miss,
-background on a leak). The box and that click go to the decoder that serves them (``user_box_decoder``), to the
-automatic path's copy (``candidate_decoder``) and to LiteMedSAM's; each row pairs its Dice with the same decoder's
-box alone (``difference`` < 0: the correction made the mask worse).
+simulate it (:func:`radvlsm.engine.prompt_sampling.correction_click`: at the centre of the largest error region,
+foreground on a miss, background on a leak). The box and that click go to the decoder that serves them
+(``user_box_decoder``), to the automatic path's copy (``candidate_decoder``) and to LiteMedSAM's; each row pairs
+its Dice with the same decoder's box alone (``difference`` < 0: the correction made the mask worse).
 
 Usage::
 
@@ -35,12 +35,12 @@ from ablations import (  # this folder is on sys.path when run as a script
     trained_model,
 )
 from loso import _paired
-from scipy import ndimage
 
 from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.image_io import read_image_2d
 from radvlsm.engine.evaluation import truth_prompts
+from radvlsm.engine.prompt_sampling import correction_click
 from radvlsm.models.decode import decode_prompts
 from radvlsm.predictor import validate_prompts
 
@@ -65,20 +65,6 @@ def _paired_row(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> dict:
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
     """The model's ``a`` against LiteMedSAM's ``b``, paired per image."""
     return _paired_row(a, b, ("model", "litemedsam"))
-
-
-def correction_click(mask: np.ndarray, truth: np.ndarray) -> tuple[list[float], int] | None:
-    """The click that corrects ``mask`` most: ``([x, y], label)`` at the innermost pixel of the largest connected
-    region where ``mask`` and ``truth`` disagree (label 1 where the truth is lesion, 0 where it is not), or None
-    when they agree everywhere."""
-    error = mask.astype(bool) ^ truth.astype(bool)
-    if not error.any():
-        return None
-    regions, n = ndimage.label(error)
-    largest = regions == 1 + int(np.argmax(ndimage.sum(error, regions, range(1, n + 1))))
-    inner = ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]  # the frame's edge counts as outside
-    y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    return [float(x) + 0.5, float(y) + 0.5], int(truth[y, x])
 
 
 def _correction_row(refined: list[float], alone: list[float], labels: list[int]) -> dict:

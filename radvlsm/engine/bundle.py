@@ -161,40 +161,59 @@ def run_box_stage(model, trainer, evaluator, best_path: str) -> dict[str, float 
     """Stage ``box``: tune the user-box decoder copy, with LiteMedSAM's own weights as a contender.
 
     The copy starts from the untouched decoder's weights and is validated once before training, so that
-    LiteMedSAM's validation box Dice is the figure to beat: the best validation epoch is kept only when it is
-    higher; otherwise the copy keeps LiteMedSAM's weights (and :func:`save_model` ships none of it).
+    LiteMedSAM's validation figure (the evaluator's key metric) is the one to beat: the best validation epoch is
+    kept only when it is higher; otherwise the copy keeps LiteMedSAM's weights (and :func:`save_model` ships none
+    of it). The evaluator's other metrics are reported for both contenders too (the kept epoch is validated once
+    more to read them).
 
     Args:
         model: the network, with ``box_decoder``.
         trainer: the stage's trainer (validated by ``evaluator`` every epoch).
-        evaluator: the box evaluator (key metric: the Dice of the truth box's mask); its ``best_saver``
-            writes ``best_path``.
+        evaluator: the box evaluator (key metric: the Dice of the truth box's mask, or of it and its corrected
+            mask together); its ``best_saver`` writes ``best_path``.
         best_path: the best validation epoch's stage checkpoint.
 
     Returns:
-        ``box_val_dice_litemedsam``, ``box_val_dice`` (the kept weights') and ``box_decoder``
-        (``tuned`` or ``litemedsam``), for the metrics saved beside the weights.
+        ``box_val_dice_litemedsam``, ``box_val_dice`` (the key metric, the kept weights'), ``box_val_metric``
+        (its name), ``box_decoder`` (``tuned`` or ``litemedsam``) and each other metric ``M`` as ``M`` and
+        ``M_litemedsam``, for the metrics saved beside the weights.
     """
     if model.box_decoder is None:
         raise ValueError("stage 'box' needs a model built with tuned_box_decoder")
     model.box_decoder.load_state_dict(model.mask_decoder.state_dict())  # always from LiteMedSAM's own weights
     evaluator.run()
-    baseline = float(evaluator.state.metrics[evaluator.state.key_metric_name])
+    key = evaluator.state.key_metric_name
+    litemedsam = {k: float(v) for k, v in evaluator.state.metrics.items()}
+    baseline = litemedsam[key]
     trainer.run()
     best = float(evaluator.state.best_metric)
+    kept = litemedsam
     if best > baseline:
         load_best(stage_modules(model, "box"), best_path)
         chosen = "tuned"
+        if len(litemedsam) > 1:  # the best epoch's other metrics
+            evaluator.run()
+            kept = {k: float(v) for k, v in evaluator.state.metrics.items()}
     else:
         model.box_decoder.load_state_dict(model.mask_decoder.state_dict())
         best, chosen = baseline, "litemedsam"
     logger.info(
-        "stage box: validation box Dice %.4f with LiteMedSAM's weights, %.4f kept (%s decoder for user boxes)",
+        "stage box: validation %s %.4f with LiteMedSAM's weights, %.4f kept (%s decoder for user boxes)",
+        key,
         baseline,
         best,
         chosen,
     )
-    return {"box_val_dice_litemedsam": baseline, "box_val_dice": best, "box_decoder": chosen}
+    report: dict[str, float | str] = {
+        "box_val_dice_litemedsam": baseline,
+        "box_val_dice": best,
+        "box_val_metric": key,
+        "box_decoder": chosen,
+    }
+    for name in litemedsam:
+        if name != key and name in kept:
+            report[f"{name}_litemedsam"], report[name] = litemedsam[name], kept[name]
+    return report
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:

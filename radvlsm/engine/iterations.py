@@ -16,7 +16,7 @@ from torch import nn
 
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.losses import RadVLSMLoss
-from radvlsm.engine.prompt_sampling import foreground_points, jitter_boxes
+from radvlsm.engine.prompt_sampling import correction_clicks, foreground_points, jitter_boxes
 from radvlsm.engine.training_step import STAGES, TrainingStep
 from radvlsm.models.candidates import boxes_from_masks
 
@@ -128,13 +128,54 @@ class EvalIteration:
 class BoxEvalIteration(EvalIteration):
     """User-box prediction for validation: the truth box on the user-box decoder (stage ``box``'s key metric).
 
-    ``prob`` is the box region's malignancy probability, for completeness; the metric is the Dice.
+    With ``correction_click``, each box's mask is corrected once more by the box and one click at the centre of
+    its largest error (:func:`~radvlsm.engine.prompt_sampling.correction_click`), as a user relabeling does:
+    ``pred_click`` is that mask, and ``pred_pair``/``label_pair`` stack both masks so that one Dice weighs the box
+    alone and the box with its correction equally. ``prob`` is the box region's malignancy probability, for
+    completeness.
+
+    Args:
+        cache: embedding cache shared with training.
+        correction_click: also decode each box with its correction click.
     """
+
+    def __init__(self, cache: EmbeddingCache | None = None, correction_click: bool = False) -> None:
+        super().__init__(cache)
+        self.correction_click = correction_click
 
     def predict(self, model, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The truth box's binary mask and its diagnosis logits."""
         logits, diag_logits, _, _ = model.forward_prompted(embeddings, boxes=boxes_from_masks(labels))
         return (logits > 0).float(), diag_logits
+
+    def corrected(self, model, embeddings: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, S, S)`` binary masks from each truth box and one correction click on ``pred`` (``pred`` kept
+        where it is already right)."""
+        points, point_labels, placed = correction_clicks(pred, labels)
+        logits, _, _, _ = model.forward_prompted(
+            embeddings, boxes=boxes_from_masks(labels), points=points, point_labels=point_labels
+        )
+        return torch.where(placed[:, None, None, None], (logits > 0).float(), pred)
+
+    def __call__(self, engine, batch: dict) -> dict[str, Any]:
+        if not self.correction_click:
+            return super().__call__(engine, batch)
+        model = engine.network
+        model.eval()
+        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
+        with torch.no_grad():
+            embeddings = _embeddings(model, images, self.cache)
+            pred, logits = self.predict(model, embeddings, labels)
+            refined = self.corrected(model, embeddings, labels, pred)
+        return {
+            "pred": pred,
+            "label": labels,
+            "pred_click": refined,
+            "pred_pair": torch.cat([pred, refined]),
+            "label_pair": torch.cat([labels, labels]),
+            "prob": torch.softmax(logits, -1)[:, 1],
+            "diagnosis": diagnosis,
+        }
 
 
 class RegionEvalIteration(EvalIteration):

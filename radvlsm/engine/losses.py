@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
 from torch import nn
 
+from radvlsm.engine.prompt_sampling import correction_clicks
 from radvlsm.models.align import contrastive_loss
 from radvlsm.models.decode import decode_learned, decode_prompts
 from radvlsm.models.focus import focus_loss
@@ -46,6 +47,8 @@ class LossWeights:
         learned_prompt: Dice + focal of the best learned prompt's mask (stage prompts).
         learned_spread: weight of the mean over all learned prompts against the best one (stage prompts).
         box_mask: Dice + BCE of the user-box decoder's mask from a jittered truth box (stage box).
+        box_click: Dice + BCE of the same decoder's mask from that box and one correction click at the centre of
+            its first mask's largest error (stage box): a user who draws a box and then clicks where it is wrong.
     """
 
     contrastive: float = 1.0
@@ -64,6 +67,7 @@ class LossWeights:
     learned_prompt: float = 1.0
     learned_spread: float = 0.25
     box_mask: float = 1.0
+    box_click: float = 0.0
 
 
 def masked_region_embedding(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -160,7 +164,9 @@ class RadVLSMLoss(nn.Module):
         return self.weights.learned_prompt * (best + self.weights.learned_spread * per.mean()), terms
 
     def box(self, model, embeddings: torch.Tensor, label: torch.Tensor, boxes: torch.Tensor):
-        """Stage ``box``: Dice + BCE of the user-box decoder's mask from jittered truth boxes.
+        """Stage ``box``: Dice + BCE of the user-box decoder's mask from jittered truth boxes, and (``box_click``)
+        from each box with one correction click placed on that first mask's largest error (SAM's interactive
+        training: the click is simulated from the detached prediction, so the decoder learns to take it).
 
         Args:
             model: :class:`radvlsm.models.radvlsm.RadVLSM` with ``box_decoder``.
@@ -173,7 +179,18 @@ class RadVLSMLoss(nn.Module):
             raise ValueError("stage 'box' needs a model built with tuned_box_decoder")
         out = decode_prompts(model.box_decoder, embeddings, boxes)
         term = self.dice_bce(out.mask_logits[:, 0], label)
-        return self.weights.box_mask * term, {"box_mask": term}
+        total, terms = self.weights.box_mask * term, {"box_mask": term}
+        if self.weights.box_click:
+            points, point_labels, placed = correction_clicks(out.mask_logits[:, 0].detach() > 0, label)
+            click = embeddings.new_zeros(())
+            if bool(placed.any()):
+                refined = decode_prompts(
+                    model.box_decoder, embeddings[placed], boxes[placed], points[placed], point_labels[placed]
+                )
+                click = self.dice_bce(refined.mask_logits[:, 0], label[placed])
+            total = total + self.weights.box_click * click
+            terms["box_click"] = click
+        return total, terms
 
     def segment(self, model, embeddings: torch.Tensor, label: torch.Tensor, diagnosis: torch.Tensor, boxes, points):
         """Stage ``segment`` losses.

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -58,18 +57,3 @@ def test_tuned_copy_is_compared_with_litemedsam(phantom_dir, split_file, tiny_mo
     for row in rows.values():
         assert row["n_images"] == 4 and 0.0 <= row["share_worse"] <= 1.0
         assert row["difference"] == pytest.approx(row["box_and_click"] - row["box_alone"], abs=1e-9)
-
-
-def test_correction_click_goes_to_the_largest_error() -> None:
-    truth = np.zeros((40, 60), bool)
-    truth[10:30, 10:30] = True
-    assert box_prompts.correction_click(truth, truth) is None
-    missed = truth.copy()
-    missed[10:30, 20:30] = False  # the right half missed: a foreground click inside it
-    (x, y), label = box_prompts.correction_click(missed, truth)
-    assert label == 1 and 20 <= x < 30 and 10 <= y < 30
-    leaked = truth.copy()
-    leaked[10:30, 40:58] = True  # a leak larger than a small miss elsewhere: a background click in the leak
-    leaked[10:12, 10:12] = False
-    (x, y), label = box_prompts.correction_click(leaked, truth)
-    assert label == 0 and 40 <= x < 58 and 10 <= y < 30

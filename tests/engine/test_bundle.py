@@ -93,7 +93,12 @@ def test_box_stage_keeps_the_tuned_copy_only_when_it_beats_litemedsam(tiny_model
     evaluator = _Evaluator(scores)
     best = tmp_path / "best.pt"
     report = run_box_stage(model, _Trainer(model, evaluator, best), evaluator, str(best))
-    assert report == {"box_val_dice_litemedsam": 0.80, "box_val_dice": max(scores), "box_decoder": chosen}
+    assert report == {
+        "box_val_dice_litemedsam": 0.80,
+        "box_val_dice": max(scores),
+        "box_val_metric": "val_box_dice",
+        "box_decoder": chosen,
+    }
     kept = model.box_decoder.mask_decoder.iou_token.weight
     torch.testing.assert_close(kept, untouched + (1.0 if chosen == "tuned" else 0.0))  # best epoch, or LiteMedSAM's
     torch.testing.assert_close(model.mask_decoder.mask_decoder.iou_token.weight, untouched)

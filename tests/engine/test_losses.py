@@ -180,6 +180,27 @@ def test_box_term_trains_the_user_box_decoder_alone(tiny: nn.Module) -> None:
         p.requires_grad_(True)
 
 
+def test_box_click_term_decodes_the_box_with_a_correction_click_on_its_own_mask(tiny: nn.Module) -> None:
+    from radvlsm.engine.prompt_sampling import correction_clicks
+    from radvlsm.models.decode import decode_prompts
+
+    b = _boxes_batch(tiny, 3)
+    loss = RadVLSMLoss(_with_weights({"box_mask": 2.0, "box_click": 3.0}))
+    total, terms = loss.box(tiny, b["embeddings"], b["labels"], b["boxes"])
+    assert set(terms) == {"box_mask", "box_click"} and float(terms["box_click"].detach()) > 0
+    torch.testing.assert_close(total, 2.0 * terms["box_mask"] + 3.0 * terms["box_click"])
+    with torch.no_grad():  # the same term, built by hand: the click goes to the first mask's largest error
+        first = decode_prompts(tiny.box_decoder, b["embeddings"], b["boxes"]).mask_logits[:, 0] > 0
+        points, labels, placed = correction_clicks(first, b["labels"])
+        assert bool(placed.all())  # an untrained decoder is wrong somewhere on every image
+        refined = decode_prompts(tiny.box_decoder, b["embeddings"], b["boxes"], points, labels)
+        expected = loss.dice_bce(refined.mask_logits[:, 0], b["labels"])
+    torch.testing.assert_close(terms["box_click"].detach(), expected)
+    tiny.zero_grad()
+    terms["box_click"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.box_decoder.parameters())
+
+
 def test_box_term_needs_the_box_decoder(tiny_model) -> None:
     model = tiny_model(radiomics=False, tuned_box_decoder=False)
     b = _boxes_batch(model, 1)
