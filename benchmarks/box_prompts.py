@@ -105,9 +105,12 @@ def run(
     model = predictor.model
     untuned = build_network(**overrides).eval().mask_decoder  # the pretrained LiteMedSAM decoder, untouched
     items = split_items(dataset_dir, split_file, split, limit)
-    ours, theirs, devices = [], [], []
-    decoders = {"user_box_decoder": model.user_box_decoder, "candidate_decoder": model.candidate_decoder}
-    decoders["litemedsam"] = untuned
+    devices: list[str] = []
+    decoders = {
+        "user_box_decoder": model.user_box_decoder,
+        "candidate_decoder": model.candidate_decoder,
+        "litemedsam": untuned,
+    }
     alone: dict[str, list[float]] = {k: [] for k in decoders}
     refined: dict[str, list[float]] = {k: [] for k in decoders}
     click_labels: dict[str, list[int]] = {k: [] for k in decoders}
@@ -124,17 +127,12 @@ def run(
             dice, mask = _decode_dice(decoder, emb, box_only, geometry, truth)
             click = correction_click(mask, truth)
             alone[name].append(dice)
-            refined[name].append(
-                dice
-                if click is None
-                else _decode_dice(
-                    decoder, emb, validate_prompts(geometry, [click[0]], [click[1]], box, None), geometry, truth
-                )[0]
-            )
-            if click is not None:
-                click_labels[name].append(click[1])
-        ours.append(alone["user_box_decoder"][-1])
-        theirs.append(alone["litemedsam"][-1])
+            if click is None:  # the box's mask is right everywhere: nothing to click
+                refined[name].append(dice)
+                continue
+            click_labels[name].append(click[1])
+            with_click = validate_prompts(geometry, [click[0]], [click[1]], box, None)
+            refined[name].append(_decode_dice(decoder, emb, with_click, geometry, truth)[0])
         devices.append(str(item.get("device") or "unknown"))
         if (i + 1) % 50 == 0 or i + 1 == len(items):
             logger.info(
@@ -142,10 +140,11 @@ def run(
                 i + 1,
                 len(items),
                 (time.perf_counter() - started) / (i + 1),
-                np.mean(ours),
-                np.mean(theirs),
+                np.mean(alone["user_box_decoder"]),
+                np.mean(alone["litemedsam"]),
             )
-    a, b, dev = np.asarray(ours), np.asarray(theirs), np.asarray(devices)
+    a, b = np.asarray(alone["user_box_decoder"]), np.asarray(alone["litemedsam"])
+    dev = np.asarray(devices)
     tuned = model.box_decoder is not None and any(
         not torch.equal(p, q)
         for p, q in zip(model.box_decoder.state_dict().values(), untuned.state_dict().values(), strict=True)

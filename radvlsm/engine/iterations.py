@@ -116,13 +116,27 @@ class EvalIteration:
         out = model(embeddings=embeddings)
         return (out.mask_prob > 0.5).float(), out.fused.diag_logits
 
+    def extra_outputs(
+        self, model, embeddings: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Further outputs for the evaluator's metrics (none here)."""
+        return {}
+
     def __call__(self, engine, batch: dict) -> dict[str, Any]:
         model = engine.network
         model.eval()
         images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
         with torch.no_grad():
-            pred, logits = self.predict(model, _embeddings(model, images, self.cache), labels)
-        return {"pred": pred, "label": labels, "prob": torch.softmax(logits, -1)[:, 1], "diagnosis": diagnosis}
+            embeddings = _embeddings(model, images, self.cache)
+            pred, logits = self.predict(model, embeddings, labels)
+            extra = self.extra_outputs(model, embeddings, labels, pred)
+        return {
+            "pred": pred,
+            "label": labels,
+            "prob": torch.softmax(logits, -1)[:, 1],
+            "diagnosis": diagnosis,
+            **extra,
+        }
 
 
 class BoxEvalIteration(EvalIteration):
@@ -148,33 +162,22 @@ class BoxEvalIteration(EvalIteration):
         logits, diag_logits, _, _ = model.forward_prompted(embeddings, boxes=boxes_from_masks(labels))
         return (logits > 0).float(), diag_logits
 
-    def corrected(self, model, embeddings: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, S, S)`` binary masks from each truth box and one correction click on ``pred`` (``pred`` kept
-        where it is already right)."""
+    def extra_outputs(
+        self, model, embeddings: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """With ``correction_click``: ``pred_click`` (each truth box and one correction click on ``pred``; ``pred``
+        kept where it is already right), ``pred_pair`` and ``label_pair``."""
+        if not self.correction_click:
+            return {}
         points, point_labels, placed = correction_clicks(pred, labels)
         logits, _, _, _ = model.forward_prompted(
             embeddings, boxes=boxes_from_masks(labels), points=points, point_labels=point_labels
         )
-        return torch.where(placed[:, None, None, None], (logits > 0).float(), pred)
-
-    def __call__(self, engine, batch: dict) -> dict[str, Any]:
-        if not self.correction_click:
-            return super().__call__(engine, batch)
-        model = engine.network
-        model.eval()
-        images, labels, diagnosis = _batch_tensors(batch, engine.state.device)
-        with torch.no_grad():
-            embeddings = _embeddings(model, images, self.cache)
-            pred, logits = self.predict(model, embeddings, labels)
-            refined = self.corrected(model, embeddings, labels, pred)
+        refined = torch.where(placed[:, None, None, None], (logits > 0).float(), pred)
         return {
-            "pred": pred,
-            "label": labels,
             "pred_click": refined,
             "pred_pair": torch.cat([pred, refined]),
             "label_pair": torch.cat([labels, labels]),
-            "prob": torch.softmax(logits, -1)[:, 1],
-            "diagnosis": diagnosis,
         }
 
 
