@@ -12,6 +12,9 @@ For every test image (at its original size, as the bundle's evaluation):
   of the learned-prompt candidates alone;
 - ``focus_map_only``: the focusing head's probability thresholded at 0.5 (no SAM);
 - ``truth_box`` / ``centre_click``: the model's decoder with the truth box / one click at the lesion centre;
+- ``centre_click_on_lesion``: the same click used only to pick the automatic mask's lesion under it, whose box the
+  user-box decoder re-decodes (the click's box taken from the automatic mask instead of the response map's
+  candidates; the shipped click route when the click is on no lesion of the automatic mask);
 - ``litemedsam_truth_box``: the pretrained LiteMedSAM decoder with the truth box, no fine-tuning (the same as
   ``truth_box`` when the model ships no tuned decoder);
 - diagnosis AUC with and without the radiomics fusion;
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
+from scipy import ndimage
 
 from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
@@ -57,6 +61,7 @@ SEGMENTATION_ROWS = (
     "focus_map_only",
     "truth_box",
     "centre_click",
+    "centre_click_on_lesion",
     "litemedsam_truth_box",
 )
 
@@ -72,6 +77,24 @@ def split_items(dataset_dir: str, split_file: str, split: str = "test", limit: i
     """The items of one split of the split file (the first ``limit`` only when it is not 0)."""
     items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
     return items[:limit] if limit else items
+
+
+def lesion_box_at(mask_prob: torch.Tensor, point: torch.Tensor) -> torch.Tensor | None:
+    """The box ``(1, 4)`` ``[x1, y1, x2, y2]`` of the 8-connected lesion of ``mask_prob > 0.5`` under ``point``.
+
+    Args:
+        mask_prob: ``(S, S)`` model-frame probability; point: ``(2,)`` model-frame ``(x, y)``.
+
+    Returns:
+        the lesion's box (float, exclusive ends), or None when the point is on no lesion.
+    """
+    labels, _ = ndimage.label((mask_prob > 0.5).cpu().numpy(), structure=np.ones((3, 3), dtype=bool))
+    x = min(max(int(point[0]), 0), labels.shape[1] - 1)
+    y = min(max(int(point[1]), 0), labels.shape[0] - 1)
+    if labels[y, x] == 0:
+        return None
+    sy, sx = ndimage.find_objects(labels)[labels[y, x] - 1]
+    return torch.tensor([[sx.start, sy.start, sx.stop, sy.stop]], dtype=torch.float32)
 
 
 def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.ndarray) -> float:
@@ -138,6 +161,10 @@ def run(
             rows["truth_box"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
             logits, *_ = model.forward_prompted(emb, points=p_click["points"], point_labels=p_click["point_labels"])
             rows["centre_click"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
+            lesion = lesion_box_at(out.mask_prob[0, 0], p_click["points"][0, 0])
+            if lesion is not None:
+                logits, *_ = model.forward_prompted(emb, boxes=lesion.to(emb.dtype))
+            rows["centre_click_on_lesion"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
             logits, *_ = untuned.forward_prompted(emb, boxes=p_box["box"])
             rows["litemedsam_truth_box"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
         if (i + 1) % 25 == 0 or i + 1 == len(items):

@@ -1,0 +1,42 @@
+"""``benchmarks/ablations.py``: the method's parts side by side, and the click's lesion lookup."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from radvlsm.data.busbra import read_busbra
+from radvlsm.engine.bundle import save_model
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))  # ablations imports its sibling scripts
+import ablations
+
+TINY_NETWORK = {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}  # as tests/conftest.py
+
+
+def test_lesion_box_at_picks_the_lesion_under_the_point() -> None:
+    prob = torch.zeros(32, 32)
+    prob[2:6, 3:9] = 0.9  # lesion 1: rows 2-5, columns 3-8
+    prob[20:30, 18:25] = 0.7  # lesion 2
+    prob[6, 9] = 0.8  # touches lesion 1 diagonally: the same 8-connected lesion
+    assert ablations.lesion_box_at(prob, torch.tensor([4.0, 3.0])).tolist() == [[3.0, 2.0, 10.0, 7.0]]
+    assert ablations.lesion_box_at(prob, torch.tensor([20.5, 25.2])).tolist() == [[18.0, 20.0, 25.0, 30.0]]
+    assert ablations.lesion_box_at(prob, torch.tensor([15.0, 15.0])) is None  # on no lesion
+    assert ablations.lesion_box_at(prob, torch.tensor([40.0, -3.0])) is None  # clamped to the frame's corner
+
+
+def test_every_row_is_scored_on_every_image(phantom_dir: Path, tiny_model, tmp_path: Path) -> None:
+    ids = [item["id"] for item in read_busbra(phantom_dir, validate=False).items]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"training": [], "validation": [], "test": ids[:3]}))
+    path = save_model(tiny_model(radiomics=False), str(tmp_path / "model.pt"))
+    out = ablations.run(str(phantom_dir), str(split), path, **TINY_NETWORK, radiomics=False)
+    assert out["n_images"] == 3
+    assert set(out["dice"]) == set(ablations.SEGMENTATION_ROWS)
+    for name in ("automatic", "truth_box", "centre_click", "centre_click_on_lesion"):
+        assert 0.0 <= out["dice"][name] <= 1.0
+        interval = out["intervals"][f"dice_{name}"]
+        assert interval["ci95"][0] <= interval["mean"] + 1e-9 and interval["mean"] <= interval["ci95"][1] + 1e-9
