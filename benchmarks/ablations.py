@@ -14,7 +14,9 @@ For every test image (at its original size, as the bundle's evaluation):
 - ``truth_box`` / ``centre_click``: the model's decoder with the truth box / one click at the lesion centre;
 - ``centre_click_on_lesion``: the same click used only to pick the automatic mask's lesion under it, whose box the
   user-box decoder re-decodes (the click's box taken from the automatic mask instead of the response map's
-  candidates; the shipped click route when the click is on no lesion of the automatic mask);
+  candidates; the ``centre_click`` route when the click is on no lesion of the automatic mask): what the
+  predictor does with a click when ``network_def`` ``click_selects_lesion`` is on (``centre_click`` is the model's
+  own click route, ``RadVLSM.forward_prompted``);
 - ``litemedsam_truth_box``: the pretrained LiteMedSAM decoder with the truth box, no fine-tuning (the same as
   ``truth_box`` when the model ships no tuned decoder);
 - diagnosis AUC with and without the radiomics fusion;
@@ -37,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
-from scipy import ndimage
 
 from radvlsm.config import build_network
 from radvlsm.data.geometry import LongestSideGeometry
@@ -46,6 +47,7 @@ from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.engine.bundle import prepare_dataset, prepare_splits
 from radvlsm.engine.evaluation import truth_prompts
 from radvlsm.engine.metrics import diagnosis_metrics, segmentation_metrics
+from radvlsm.models.candidates import lesion_box_at
 from radvlsm.models.weights import load_trained_weights
 from radvlsm.predictor import RadVLSMPredictor, validate_prompts
 
@@ -77,24 +79,6 @@ def split_items(dataset_dir: str, split_file: str, split: str = "test", limit: i
     """The items of one split of the split file (the first ``limit`` only when it is not 0)."""
     items = prepare_splits(prepare_dataset(dataset_dir, validate=False), split, split_file, None)[split]
     return items[:limit] if limit else items
-
-
-def lesion_box_at(mask_prob: torch.Tensor, point: torch.Tensor) -> torch.Tensor | None:
-    """The box ``(1, 4)`` ``[x1, y1, x2, y2]`` of the 8-connected lesion of ``mask_prob > 0.5`` under ``point``.
-
-    Args:
-        mask_prob: ``(S, S)`` model-frame probability; point: ``(2,)`` model-frame ``(x, y)``.
-
-    Returns:
-        the lesion's box (float, exclusive ends), or None when the point is on no lesion.
-    """
-    labels, _ = ndimage.label((mask_prob > 0.5).cpu().numpy(), structure=np.ones((3, 3), dtype=bool))
-    x = min(max(int(point[0]), 0), labels.shape[1] - 1)
-    y = min(max(int(point[1]), 0), labels.shape[0] - 1)
-    if labels[y, x] == 0:
-        return None
-    sy, sx = ndimage.find_objects(labels)[labels[y, x] - 1]
-    return torch.tensor([[sx.start, sy.start, sx.stop, sy.stop]], dtype=torch.float32)
 
 
 def _dice(mask_model: torch.Tensor, geometry: LongestSideGeometry, truth: np.ndarray) -> float:
@@ -163,7 +147,7 @@ def run(
             rows["centre_click"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
             lesion = lesion_box_at(out.mask_prob[0, 0], p_click["points"][0, 0])
             if lesion is not None:
-                logits, *_ = model.forward_prompted(emb, boxes=lesion.to(emb.dtype))
+                logits, *_ = model.forward_prompted(emb, boxes=lesion[None].to(emb.dtype))
             rows["centre_click_on_lesion"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))
             logits, *_ = untuned.forward_prompted(emb, boxes=p_box["box"])
             rows["litemedsam_truth_box"].append(_dice(torch.sigmoid(logits[0, 0]), geometry, truth))

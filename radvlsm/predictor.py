@@ -20,6 +20,7 @@ from radvlsm.data.geometry import LongestSideGeometry
 from radvlsm.data.transforms import ToModelFrame
 from radvlsm.embedding_cache import EmbeddingCache
 from radvlsm.errors import RadVLSMInputError
+from radvlsm.models.candidates import lesion_box_at
 from radvlsm.models.encoders.runtime import EncoderRuntime
 from radvlsm.models.prompt_cache import ValueCache, array_key
 from radvlsm.models.radvlsm import RadVLSM, RadVLSMOutput
@@ -132,6 +133,8 @@ class RadVLSMPredictor:
         prompts = validate_prompts(geometry, points, point_labels, box, mask)
         if prompts is None:
             out = model(embeddings=features, content_size=geometry.resized_size)
+            if model.click_selects_lesion:  # a click after this result selects among its lesions at no cost
+                model.automatic_mask(features, geometry.resized_size, out)
             mask_prob, visual_logits, visual_emb = out.mask_prob, out.fused.diag_logits, out.fused.region_emb
             candidates = candidate_results(out, geometry)
             response = geometry.model_to_original(out.cam[0, 0]).clamp(0, 1).cpu().numpy()
@@ -139,6 +142,8 @@ class RadVLSMPredictor:
         else:
             p = {k: v.to(model.device) for k, v in prompts.items()}
             mode = "+".join(k for k in ("points", "box", "mask") if p.get(k) is not None)
+            if mode == "points" and model.click_selects_lesion:
+                p = self._select_lesion(p, features, geometry)
             mask_logits, visual_logits, visual_emb, _ = model.forward_prompted(
                 features,
                 boxes=p.get("box"),
@@ -164,6 +169,26 @@ class RadVLSMPredictor:
             radiomics=radiomics,
             prompt_mode=mode,
         )
+
+    def _select_lesion(
+        self, prompts: dict[str, torch.Tensor], features: torch.Tensor, geometry: LongestSideGeometry
+    ) -> dict[str, torch.Tensor]:
+        """Clicks only: the first foreground click picks the automatic mask's lesion under it; the prompt becomes
+        that lesion's box with the other clicks as corrections (unchanged when the click is on no lesion)."""
+        points, labels = prompts["points"][0], prompts["point_labels"][0]
+        foreground = (labels == 1).nonzero().flatten()
+        if len(foreground) == 0:
+            return prompts
+        first = int(foreground[0])
+        lesions = self.model.automatic_mask(features, geometry.resized_size)[0]
+        box = lesion_box_at(lesions, points[first])
+        if box is None:
+            return prompts
+        rest = torch.arange(len(labels), device=labels.device) != first
+        selected = {"box": box[None].to(points.dtype)}
+        if rest.any():
+            selected |= {"points": points[rest][None], "point_labels": labels[rest][None]}
+        return selected
 
     # ------------------------------------------------------------------ region recognition
     @torch.inference_mode()

@@ -119,3 +119,61 @@ def test_candidates_and_clicks_lie_inside_any_image(tiny, h, w, seed) -> None:
     click = [[float(rng.uniform(0, w)), float(rng.uniform(0, h))]]
     clicked = predictor.predict(points=click)
     assert clicked.mask.shape == (h, w) and clicked.prompt_mode == "points"
+
+
+def test_a_click_selects_the_automatic_lesion_under_it(tiny_model) -> None:
+    """Clicks only: the first foreground click picks the automatic mask's lesion (its box goes to the user-box
+    decoder, the other clicks with it); a click on no lesion keeps the response-map route; the automatic
+    result is computed once per image and reused by the clicks."""
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False, click_selects_lesion=True).eval()
+    image = np.random.default_rng(3).random((64, 64)).astype(np.float32)  # square: model frame = image frame
+    predictor = RadVLSMPredictor(model)
+    predictor.set_image(image)
+    lesions = torch.zeros(1, 64, 64, dtype=torch.bool)
+    lesions[0, 10:20, 30:44] = True  # one lesion: x 30-43, y 10-19
+    key_args = (predictor.features, predictor.geometry.resized_size)
+    assert model.automatic_mask(*key_args, out=_Out(lesions)).equal(lesions)  # stored as if the automatic pass ran
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))  # any further automatic pass would show here
+
+    def prompted(**prompts) -> np.ndarray:
+        with torch.no_grad():
+            logits, *_ = model.forward_prompted(predictor.features, **prompts)
+        return (torch.sigmoid(logits[0, 0]) > 0.5).numpy().astype(np.uint8)
+
+    box = torch.tensor([[30.0, 10.0, 44.0, 20.0]])
+    assert np.array_equal(predictor.predict(points=[[35, 15]]).mask, prompted(boxes=box))
+    second = predictor.predict(points=[[1, 60], [35, 15], [40, 12]], point_labels=[0, 1, 0])
+    rest = torch.tensor([[[1.0, 60.0], [40.0, 12.0]]])
+    expected = prompted(boxes=box, points=rest, point_labels=torch.tensor([[0, 0]]))
+    assert np.array_equal(second.mask, expected) and second.prompt_mode == "points"
+    outside = predictor.predict(points=[[5, 50]])  # on no lesion: the click and a box from the response map
+    one = torch.ones(1, 1, dtype=torch.long)
+    assert np.array_equal(outside.mask, prompted(points=torch.tensor([[[5.0, 50.0]]]), point_labels=one))
+    assert not calls  # every click reused the stored automatic mask
+    model.click_selects_lesion = False  # the response-map route for every click
+    clicked = predictor.predict(points=[[35, 15]]).mask
+    assert np.array_equal(clicked, prompted(points=torch.tensor([[[35.0, 15.0]]]), point_labels=one))
+    assert not np.array_equal(clicked, prompted(boxes=box))  # the two routes differ here: the test can tell them
+
+
+class _Out:
+    """Stands in for a :class:`RadVLSMOutput` in ``automatic_mask`` (only ``mask_prob`` is read)."""
+
+    def __init__(self, lesions: torch.Tensor) -> None:
+        self.mask_prob = lesions[:, None].float()
+
+
+def test_the_automatic_result_is_kept_for_clicks(tiny_model) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(radiomics=False, click_selects_lesion=True).eval()
+    predictor = RadVLSMPredictor(model)
+    predictor.set_image(np.random.default_rng(4).random((48, 64)).astype(np.float32))
+    predictor.predict()
+    assert len(model.lesion_cache._items) == 1  # stored by the automatic result
+    stored = model.automatic_mask(predictor.features, predictor.geometry.resized_size)
+    assert len(model.lesion_cache._items) == 1  # and found again, not recomputed
+    with torch.no_grad():
+        fresh = model(embeddings=predictor.features, content_size=predictor.geometry.resized_size).mask_prob[:, 0] > 0.5
+    assert stored.shape == (1, model.image_size, model.image_size) and stored.equal(fresh)

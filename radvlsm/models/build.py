@@ -75,6 +75,7 @@ def build_radvlsm(
     mcra_temperature: float,
     diagnosis_hidden: int,
     click_to_box: bool,
+    click_selects_lesion: bool,
     radiomics: bool,
     radiomics_params: str,
     fusion_hidden: int,
@@ -110,6 +111,8 @@ def build_radvlsm(
         mcra_temperature: MCRA's softmax temperature over reliability logits.
         diagnosis_hidden: hidden size of the diagnosis head.
         click_to_box: complete click-only prompts with a box from the response map.
+        click_selects_lesion: a click-only prompt's first foreground click selects the automatic mask's lesion
+            under it (its box goes to the user-box decoder, the other clicks with it).
         radiomics: add pyradiomics features and the visual-radiomics fusion head.
         radiomics_params: pyradiomics parameter YAML.
         fusion_hidden: hidden width of the visual-radiomics fusion head.
@@ -151,6 +154,7 @@ def build_radvlsm(
         class_prompts=lexicon.class_prompts,
         descriptor_prompts=lexicon.descriptors,
         click_to_box=click_to_box,
+        click_selects_lesion=click_selects_lesion,
         point_sigma=point_sigma,
         box_refine=box_refine,
         learned_prompts=learned,

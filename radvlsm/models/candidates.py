@@ -128,6 +128,25 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(rows.any(-1, keepdim=True), boxes, whole)
 
 
+def lesion_box_at(mask_prob: torch.Tensor, point: torch.Tensor) -> torch.Tensor | None:
+    """The box ``[x1, y1, x2, y2]`` ``(4,)`` of the 8-connected lesion of ``mask_prob > 0.5`` under ``point``.
+
+    Args:
+        mask_prob: ``(S, S)`` probability or binary mask; point: ``(2,)`` ``(x, y)`` in the same frame (clamped
+            to it).
+
+    Returns:
+        the lesion's box (float, exclusive ends, on ``point``'s device), or None when the point is on no lesion.
+    """
+    labels, _ = ndimage.label((mask_prob > 0.5).cpu().numpy(), structure=np.ones((3, 3), dtype=bool))
+    x = min(max(int(point[0]), 0), labels.shape[1] - 1)
+    y = min(max(int(point[1]), 0), labels.shape[0] - 1)
+    if labels[y, x] == 0:
+        return None
+    sy, sx = ndimage.find_objects(labels)[labels[y, x] - 1]
+    return torch.tensor([sx.start, sy.start, sx.stop, sy.stop], dtype=torch.float32, device=point.device)
+
+
 def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
     """Pairwise IoU of ``(N, 4)`` boxes -> ``(N, N)``."""
     x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])

@@ -65,3 +65,7 @@ class ValueCache:
                 self._items.popitem(last=False)
         self._items.move_to_end(key)
         return self._items[key]
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._items.clear()

@@ -120,6 +120,10 @@ class RadVLSM(nn.Module):
         radiomics: optional :class:`radvlsm.models.radiomics.RadiomicsExtractor` (not a module: no weights).
         prompt_learner: optional CoOp :class:`radvlsm.models.align.PromptLearner` for the lesion prompt.
         click_to_box: complete click-only prompts with a box from the response map (see ``boxes_from_clicks``).
+        click_selects_lesion: a click-only prompt's first foreground click selects the automatic mask's lesion
+            under it, whose box the user-box decoder decodes with the other clicks as corrections (see
+            :meth:`automatic_mask`; applied by :class:`radvlsm.predictor.RadVLSMPredictor`); a click on no
+            lesion takes the ``click_to_box`` route.
         region_prompt: optional :class:`radvlsm.models.region_prompt.RegionPromptEncoder` (region recognition).
         region_context: optional :class:`radvlsm.models.region_prompt.RegionContextFusion` (with ``region_prompt``).
         descriptor_prompts: ``{category: {descriptor: [prompts]}}`` (BI-RADS lexicon) for zero-shot findings.
@@ -150,6 +154,7 @@ class RadVLSM(nn.Module):
         class_prompts: tuple[str, str] | list[str],
         descriptor_prompts: dict[str, dict[str, list[str]]],
         click_to_box: bool,
+        click_selects_lesion: bool,
         point_sigma: float,
         box_refine: bool,
         learned_prompts: nn.Module | None = None,
@@ -179,6 +184,7 @@ class RadVLSM(nn.Module):
         self.lesion_prompt = lesion_prompt
         self.class_prompts = list(class_prompts)
         self.click_to_box = click_to_box
+        self.click_selects_lesion = click_selects_lesion
         self.region_prompt = region_prompt
         self.region_context = region_context
         self.descriptor_prompts = {c: {k: list(v) for k, v in d.items()} for c, d in descriptor_prompts.items()}
@@ -188,6 +194,7 @@ class RadVLSM(nn.Module):
         self.auto_decoder = auto_decoder
         self.box_decoder = box_decoder
         self.candidate_cache = ValueCache(max_items=32)  # click path: response-map candidates once per image
+        self.lesion_cache = ValueCache(max_items=32)  # click selection: the automatic mask once per image
         self.text_cache = ValueCache()  # inference: the lesion prompt's embedding
 
     def train(self, mode: bool = True) -> RadVLSM:
@@ -370,6 +377,33 @@ class RadVLSM(nn.Module):
         return out
 
     # ------------------------------------------------------------------ prompted pipeline
+    @torch.no_grad()
+    def automatic_mask(
+        self,
+        embeddings: torch.Tensor,
+        content_size: tuple[int, int] | None = None,
+        out: RadVLSMOutput | None = None,
+    ) -> torch.Tensor:
+        """The automatic pass's lesion mask (``mask_prob > 0.5``), kept per image for click selection.
+
+        Args:
+            embeddings: ``(B, C, h, w)``; content_size: as in :meth:`forward`.
+            out: this automatic pass, already run on ``embeddings`` (stored rather than recomputed, so that a
+                click after the automatic result costs no second pass).
+
+        Returns:
+            ``(B, S, S)`` bool, on the CPU.
+        """
+        settings = (self.box_refine, self.mcra.cluster_iou, self.mcra.keep_threshold, self.mcra.temperature)
+        key = weights_fingerprint(self, self.candidate_generator) + repr(settings) + embedding_key(embeddings)
+        key += repr(content_size)
+
+        def compute() -> torch.Tensor:
+            result = out if out is not None else self(embeddings=embeddings, content_size=content_size)
+            return (result.mask_prob[:, 0] > 0.5).cpu()
+
+        return self.lesion_cache.get_or_compute(key, compute)
+
     def forward_prompted(
         self,
         embeddings: torch.Tensor,

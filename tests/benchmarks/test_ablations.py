@@ -1,12 +1,10 @@
-"""``benchmarks/ablations.py``: the method's parts side by side, and the click's lesion lookup."""
+"""``benchmarks/ablations.py``: the method's parts side by side on one split."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-
-import torch
 
 from radvlsm.data.busbra import read_busbra
 from radvlsm.engine.bundle import save_model
@@ -15,17 +13,6 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))  # ablations i
 import ablations
 
 TINY_NETWORK = {"variant": "tiny", "text_encoder": "tiny", "embed_dim": 32}  # as tests/conftest.py
-
-
-def test_lesion_box_at_picks_the_lesion_under_the_point() -> None:
-    prob = torch.zeros(32, 32)
-    prob[2:6, 3:9] = 0.9  # lesion 1: rows 2-5, columns 3-8
-    prob[20:30, 18:25] = 0.7  # lesion 2
-    prob[6, 9] = 0.8  # touches lesion 1 diagonally: the same 8-connected lesion
-    assert ablations.lesion_box_at(prob, torch.tensor([4.0, 3.0])).tolist() == [[3.0, 2.0, 10.0, 7.0]]
-    assert ablations.lesion_box_at(prob, torch.tensor([20.5, 25.2])).tolist() == [[18.0, 20.0, 25.0, 30.0]]
-    assert ablations.lesion_box_at(prob, torch.tensor([15.0, 15.0])) is None  # on no lesion
-    assert ablations.lesion_box_at(prob, torch.tensor([40.0, -3.0])) is None  # clamped to the frame's corner
 
 
 def test_every_row_is_scored_on_every_image(phantom_dir: Path, tiny_model, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radvlsm.errors import RadVLSMInputError
-from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts, cam_strength, greedy_nms
+from radvlsm.models.candidates import CandidateGenerator, CandidatePrompts, cam_strength, greedy_nms, lesion_box_at
 
 
 def blob_cam(size: int, blobs: list[tuple[float, float, float, float]], noise: float = 0.0, seed: int = 0):
@@ -164,3 +164,14 @@ def test_mask_candidates_are_described_by_their_masks() -> None:
     assert out.points[0, 2, 0].tolist() == [9.0, 7.0] and int(out.point_labels[0, 2, 0]) == 1
     assert bool((out.point_labels[0, 2, 1:] == -1).all())
     torch.testing.assert_close(out.boxes[:, :2], base.boxes)
+
+
+def test_lesion_box_at_picks_the_lesion_under_the_point() -> None:
+    prob = torch.zeros(32, 32)
+    prob[2:6, 3:9] = 0.9  # lesion 1: rows 2-5, columns 3-8
+    prob[20:30, 18:25] = 0.7  # lesion 2
+    prob[6, 9] = 0.8  # touches lesion 1 diagonally: the same 8-connected lesion
+    assert lesion_box_at(prob, torch.tensor([4.0, 3.0])).tolist() == [3.0, 2.0, 10.0, 7.0]
+    assert lesion_box_at(prob, torch.tensor([20.5, 25.2])).tolist() == [18.0, 20.0, 25.0, 30.0]
+    assert lesion_box_at(prob, torch.tensor([15.0, 15.0])) is None  # on no lesion
+    assert lesion_box_at(prob, torch.tensor([40.0, -3.0])) is None  # clamped to the frame's corner
